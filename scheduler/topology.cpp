@@ -1,0 +1,2 @@
+// Placeholder until topology lands.
+namespace moetier::sched {}
