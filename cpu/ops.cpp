@@ -1,0 +1,128 @@
+#include "cpu/ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace moetier::cpu {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * scale;
+    y[i] = w ? v * w[i] : v;
+  }
+}
+
+namespace {
+
+float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+  return static_cast<float>(n_dims) * std::log(static_cast<float>(n_ctx_orig) / (n_rot * 2.0f * static_cast<float>(M_PI))) /
+         (2.0f * std::log(base));
+}
+
+float yarn_ramp(float low, float high, int i0) {
+  const float y = (static_cast<float>(i0 / 2) - low) / std::max(0.001f, high - low);
+  return 1.0f - std::min(1.0f, std::max(0.0f, y));
+}
+
+}  // namespace
+
+void rope_cache(const RopeParams& p, int64_t pos, float* cs) {
+  const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.n_rot));
+  float corr0 = 0, corr1 = 0;
+  if (p.ext_factor != 0.0f) {
+    const float start = std::floor(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_fast, p.freq_base));
+    const float end = std::ceil(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_slow, p.freq_base));
+    corr0 = std::max(0.0f, start);
+    corr1 = std::min(static_cast<float>(p.n_rot - 1), end);
+  }
+  float theta = static_cast<float>(pos);
+  for (int i0 = 0; i0 < p.n_rot; i0 += 2) {
+    const float theta_extrap = theta;
+    const float theta_interp = p.freq_scale * theta_extrap;
+    float t = theta_interp;
+    float mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+      const float ramp_mix = yarn_ramp(corr0, corr1, i0) * p.ext_factor;
+      t = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+    }
+    cs[i0] = std::cos(t) * mscale;
+    cs[i0 + 1] = std::sin(t) * mscale;
+    theta *= theta_scale;
+  }
+}
+
+void rope_apply(const RopeParams& p, const float* cs, float* x, int64_t n_heads, int64_t head_dim) {
+  const int n = p.n_rot;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int i0 = 0; i0 < n; i0 += 2) {
+      const float c = cs[i0], s = cs[i0 + 1];
+      const int a = p.neox ? i0 / 2 : i0;
+      const int b = p.neox ? i0 / 2 + n / 2 : i0 + 1;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = std::exp(x[i] - mx);
+    x[i] = e;
+    sum += e;
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+void swiglu(const float* g, const float* u, float* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
+}
+
+void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch) {
+  const int64_t group = a.n_head / a.n_head_kv;
+  for (int64_t t = 0; t < a.n_tokens; ++t) {
+    const int64_t pos = a.pos0 + t;
+    const int64_t j0 = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+    for (int64_t h = h_begin; h < h_end; ++h) {
+      const int64_t g = h / group;
+      const float* q = a.q + (t * a.n_head + h) * a.d_k;
+      float mx = a.sinks ? a.sinks[h] : -std::numeric_limits<float>::infinity();
+      for (int64_t j = j0; j <= pos; ++j) {
+        const float* k = a.k + j * a.k_stride + g * a.d_k;
+        float dot = 0.0f;
+        for (int64_t i = 0; i < a.d_k; ++i) dot += q[i] * k[i];
+        scratch[j] = dot * a.scale;
+        mx = std::max(mx, scratch[j]);
+      }
+      double sum = 0.0;
+      for (int64_t j = j0; j <= pos; ++j) {
+        scratch[j] = std::exp(scratch[j] - mx);
+        sum += scratch[j];
+      }
+      if (a.sinks) sum += std::exp(a.sinks[h] - mx);
+      const float inv = static_cast<float>(1.0 / sum);
+      float* o = a.out + (t * a.n_head + h) * a.d_v;
+      std::fill(o, o + a.d_v, 0.0f);
+      for (int64_t j = j0; j <= pos; ++j) {
+        const float p = scratch[j] * inv;
+        const float* v = a.v + j * a.v_stride + g * a.d_v;
+        for (int64_t i = 0; i < a.d_v; ++i) o[i] += p * v[i];
+      }
+    }
+  }
+}
+
+}  // namespace moetier::cpu

@@ -1,0 +1,66 @@
+// Element-wise and attention operators on f32 activations, matching ggml's CPU definitions:
+// RMSNorm (ggml_rms_norm: sum of squares in double), RoPE (ggml_rope_ext: NORM and NEOX, YaRN),
+// softmax (ggml_soft_max: exp(x - max), sum in double), SiLU/SwiGLU, and causal attention with GQA over
+// an f32 KV cache (llama.cpp's non-flash path: softmax(q·k * scale + mask) · v), optional sliding
+// window and attention sinks (gpt-oss). Single-threaded; callers split heads or tokens over workers.
+#pragma once
+
+#include <cstdint>
+
+namespace moetier::cpu {
+
+/// y[i] = x[i] / sqrt(mean(x^2) + eps) * (w ? w[i] : 1); x, y: [n] f32 (may alias). ggml_rms_norm + MUL.
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+
+/// Parameters of ggml_rope_ext (mode NORM = adjacent pairs, NEOX = halves) incl. YaRN.
+struct RopeParams {
+  int n_rot = 0;               // rotated dimensions (<= head_dim); the rest is copied
+  bool neox = false;
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;     // 1 / scaling factor
+  float ext_factor = 0.0f;     // YaRN extrapolation mix (1 with YaRN, 0 otherwise)
+  float attn_factor = 1.0f;    // magnitude scale of cos/sin
+  float beta_fast = 32.0f, beta_slow = 1.0f;
+  int n_ctx_orig = 0;          // YaRN original context
+};
+
+/// cos/sin table for one position: cs[i0] = cos, cs[i0 + 1] = sin for i0 = 0, 2, ..., n_rot - 2
+/// (ggml_rope_cache_init with rope_yarn). cs: [n_rot] f32 (written).
+void rope_cache(const RopeParams& p, int64_t pos, float* cs);
+
+/// Rotates x: [n_heads, head_dim] f32 in place with the table of rope_cache.
+void rope_apply(const RopeParams& p, const float* cs, float* x, int64_t n_heads, int64_t head_dim);
+
+/// In-place softmax of x: [n] f32 (ggml_soft_max without mask / scale).
+void softmax(float* x, int64_t n);
+
+/// silu(x) = x / (1 + exp(-x)).
+float silu(float x);
+
+/// h[i] = silu(g[i]) * u[i]; g, u, h: [n] f32 (h may alias g). ggml_swiglu_split.
+void swiglu(const float* g, const float* u, float* h, int64_t n);
+
+/// Causal multi-head attention with grouped KV heads for a batch of query tokens.
+///   q:   [n_tokens, n_head, d_k] f32 (read), query token t sits at position pos0 + t
+///   k:   key row of cache position j, KV head g at k + j * k_stride + g * d_k (f32, read)
+///   v:   value row of cache position j, KV head g at v + j * v_stride + g * d_v (f32, read)
+///   out: [n_tokens, n_head, d_v] f32 (written)
+/// Query head h reads KV head h / (n_head / n_head_kv). Keys j <= pos are visible (and, with
+/// window > 0, only j > pos - window). sinks: [n_head] extra logits in each softmax denominator
+/// (gpt-oss) or nullptr. scratch: [pos0 + n_tokens] f32. Heads [h_begin, h_end) only.
+struct AttentionArgs {
+  const float* q = nullptr;
+  int64_t n_tokens = 0, n_head = 0, n_head_kv = 0, d_k = 0, d_v = 0;
+  const float* k = nullptr;
+  int64_t k_stride = 0;
+  const float* v = nullptr;
+  int64_t v_stride = 0;
+  int64_t pos0 = 0;
+  float scale = 1.0f;
+  int64_t window = 0;
+  const float* sinks = nullptr;
+  float* out = nullptr;
+};
+void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch);
+
+}  // namespace moetier::cpu

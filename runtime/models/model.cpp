@@ -1,0 +1,175 @@
+#include "runtime/models/model.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/error.hpp"
+#include "cpu/ops.hpp"
+
+namespace moetier::models {
+
+uint64_t KvCache::bytes() const {
+  return static_cast<uint64_t>(n_ctx) * (k_width + v_width) * sizeof(float) * k.size();
+}
+
+Model::Model(const gguf::GgufModel& g, ModelHparams hp) : gguf_(g), hp_(std::move(hp)) {}
+
+KvCache Model::new_cache(int64_t n_ctx) const {
+  if (n_ctx < 1) fail("context size {} (expected >= 1)", n_ctx);
+  KvCache c;
+  c.n_ctx = n_ctx;
+  c.k_width = cache_k_width();
+  c.v_width = cache_v_width();
+  c.k.resize(static_cast<size_t>(hp_.n_layer));
+  c.v.resize(static_cast<size_t>(hp_.n_layer));
+  for (int64_t il = 0; il < hp_.n_layer; ++il) {
+    c.k[il].assign(static_cast<size_t>(n_ctx * c.k_width), 0.0f);
+    c.v[il].assign(static_cast<size_t>(n_ctx * c.v_width), 0.0f);
+  }
+  return c;
+}
+
+namespace {
+std::string blk(int il, const char* name) { return fmt::format("blk.{}.{}.weight", il, name); }
+std::string blk_bias(int il, const char* name) { return fmt::format("blk.{}.{}.bias", il, name); }
+}  // namespace
+
+void Model::load_common() {
+  const auto& g = gguf_;
+  const int64_t n_embd = hp_.n_embd;
+  const gguf::TensorInfo& te = g.require("token_embd.weight");
+  if (te.shape.size() != 2 || te.shape[1] != n_embd)
+    fail("{}: tensor token_embd.weight: shape [{}] (expected {{n_vocab, {}}})", g.path(), fmt::join(te.shape, ", "),
+         n_embd);
+  if (hp_.n_vocab == 0) hp_.n_vocab = te.shape[0];
+  tok_embd_ = weight_2d(g, "token_embd.weight", hp_.n_vocab, n_embd);
+  output_norm_ = vector_f32(g, "output_norm.weight", n_embd);
+  output_ = optional_weight_2d(g, "output.weight", hp_.n_vocab, n_embd);
+  if (!output_.valid()) output_ = tok_embd_;  // tied embeddings
+
+  layers_.resize(static_cast<size_t>(hp_.n_layer));
+  for (int il = 0; il < hp_.n_layer; ++il) {
+    LayerFfn& L = layers_[il];
+    L.attn_norm = vector_f32(g, blk(il, attn_norm_name_.c_str()), n_embd);
+    L.ffn_norm = vector_f32(g, blk(il, hp_.arch == Arch::GptOss ? "post_attention_norm" : "ffn_norm"), n_embd);
+    L.moe = hp_.is_moe_layer(il);
+    if (!L.moe) {
+      L.dense.gate = weight_2d(g, blk(il, "ffn_gate"), hp_.n_ff, n_embd);
+      L.dense.up = weight_2d(g, blk(il, "ffn_up"), hp_.n_ff, n_embd);
+      L.dense.down = weight_2d(g, blk(il, "ffn_down"), n_embd, hp_.n_ff);
+      continue;
+    }
+    MoeWeights& M = L.moe_w;
+    const int64_t n_exp = hp_.n_expert, n_ff = hp_.n_ff_exp;
+    M.router = weight_2d(g, blk(il, "ffn_gate_inp"), n_exp, n_embd);
+    M.router_bias = optional_vector_f32(g, blk_bias(il, "ffn_gate_inp"), n_exp);
+    M.cfg.gating = hp_.gating;
+    M.cfg.n_expert = n_exp;
+    M.cfg.n_used = hp_.n_expert_used;
+    M.cfg.n_groups = hp_.n_expert_groups;
+    M.cfg.n_group_used = hp_.n_group_used;
+    M.cfg.norm_topk = hp_.norm_topk_prob;
+    M.cfg.weights_scale = hp_.expert_weights_scale;
+    M.cfg.score_bias = optional_vector_f32(g, fmt::format("blk.{}.exp_probs_b.bias", il), n_exp);
+    if (g.find(blk(il, "ffn_gate_exps"))) {
+      L.gate_exps = weight_3d(g, blk(il, "ffn_gate_exps"), n_exp, n_ff, n_embd);
+      L.up_exps = weight_3d(g, blk(il, "ffn_up_exps"), n_exp, n_ff, n_embd);
+      L.down_exps = weight_3d(g, blk(il, "ffn_down_exps"), n_exp, n_embd, n_ff);
+      // gpt-oss expert biases [n_expert, n_ff] / [n_expert, n_embd]
+      auto bias2d = [&](const char* name, int64_t n) -> const float* {
+        const gguf::TensorInfo* t = g.find(blk_bias(il, name));
+        if (!t) return nullptr;
+        if (t->type != GgmlType::F32 || t->shape != std::vector<int64_t>{n_exp, n})
+          fail("{}: tensor {}: expected F32 {{{}, {}}}", g.path(), t->name, n_exp, n);
+        return reinterpret_cast<const float*>(g.data(*t).data());
+      };
+      L.gate_exps_b = bias2d("ffn_gate_exps", n_ff);
+      L.up_exps_b = bias2d("ffn_up_exps", n_ff);
+      L.down_exps_b = bias2d("ffn_down_exps", n_embd);
+    } else if (g.find(fmt::format("blk.{}.ffn_gate.0.weight", il))) {
+      for (int e = 0; e < n_exp; ++e) {
+        FfnWeights f;
+        f.gate = weight_2d(g, fmt::format("blk.{}.ffn_gate.{}.weight", il, e), n_ff, n_embd);
+        f.up = weight_2d(g, fmt::format("blk.{}.ffn_up.{}.weight", il, e), n_ff, n_embd);
+        f.down = weight_2d(g, fmt::format("blk.{}.ffn_down.{}.weight", il, e), n_embd, n_ff);
+        L.legacy.push_back(f);
+      }
+    } else {
+      fail("{}: missing tensor {} (routed experts of layer {})", g.path(), blk(il, "ffn_gate_exps"), il);
+    }
+    if (g.find(blk(il, "ffn_gate_shexp"))) {
+      const gguf::TensorInfo& t = g.require(blk(il, "ffn_gate_shexp"));
+      const int64_t n_sh = t.shape.size() == 2 ? t.shape[0] : hp_.n_ff_shexp;
+      M.has_shared = true;
+      M.shared.gate = weight_2d(g, blk(il, "ffn_gate_shexp"), n_sh, n_embd);
+      M.shared.up = weight_2d(g, blk(il, "ffn_up_shexp"), n_sh, n_embd);
+      M.shared.down = weight_2d(g, blk(il, "ffn_down_shexp"), n_embd, n_sh);
+      M.shared_gate = optional_weight_2d(g, blk(il, "ffn_gate_inp_shexp"), 1, n_embd);
+    }
+  }
+  experts_ = [this](int32_t layer, int32_t expert) { return resident_expert(layer, expert); };
+}
+
+FfnWeights Model::resident_expert(int32_t layer, int32_t expert) const {
+  const LayerFfn& L = layers_[layer];
+  if (!L.legacy.empty()) return L.legacy[expert];
+  FfnWeights f;
+  f.gate = L.gate_exps.at(expert);
+  f.up = L.up_exps.at(expert);
+  f.down = L.down_exps.at(expert);
+  if (L.gate_exps_b) f.gate_bias = L.gate_exps_b + expert * hp_.n_ff_exp;
+  if (L.up_exps_b) f.up_bias = L.up_exps_b + expert * hp_.n_ff_exp;
+  if (L.down_exps_b) f.down_bias = L.down_exps_b + expert * hp_.n_embd;
+  return f;
+}
+
+void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
+                    const ForwardOptions& opt) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t n_embd = hp_.n_embd;
+  if (n == 0) fail("forward: empty batch");
+  if (cache.n_past + n > cache.n_ctx)
+    fail("context overflow: {} positions in use + {} new tokens > context size {}", cache.n_past, n, cache.n_ctx);
+  for (int32_t t : tokens)
+    if (t < 0 || t >= hp_.n_vocab) fail("token id {} out of range (n_vocab {})", t, hp_.n_vocab);
+  if (opt.routing) opt.routing->assign(static_cast<size_t>(hp_.n_layer), {});
+
+  x_.resize(static_cast<size_t>(n * n_embd));
+  cur_.resize(x_.size());
+  attn_out_.resize(x_.size());
+  ffn_out_.resize(x_.size());
+  for (int64_t t = 0; t < n; ++t) LinearExec::get_row(tok_embd_, tokens[t], x_.data() + t * n_embd);
+
+  int64_t rows = n;  // rows still carried (the last layer keeps only the rows whose logits are wanted)
+  for (int il = 0; il < hp_.n_layer; ++il) {
+    const LayerFfn& L = layers_[il];
+    for (int64_t t = 0; t < rows; ++t)
+      cpu::rms_norm(x_.data() + t * n_embd, L.attn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
+    attention(il, cur_.data(), rows, cache, attn_out_.data());
+    if (il == hp_.n_layer - 1 && !opt.all_logits && rows > 1) {
+      // Only the last token's logits are needed: keep its row (llama.cpp does the same).
+      std::copy_n(attn_out_.data() + (rows - 1) * n_embd, n_embd, attn_out_.data());
+      std::copy_n(x_.data() + (rows - 1) * n_embd, n_embd, x_.data());
+      rows = 1;
+    }
+    for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += attn_out_[i];  // ffn_inp
+    for (int64_t t = 0; t < rows; ++t)
+      cpu::rms_norm(x_.data() + t * n_embd, L.ffn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
+    if (L.moe) {
+      RoutingRecord* rec = opt.routing ? &(*opt.routing)[il] : nullptr;
+      ffn_.moe(L.moe_w, il, experts_, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
+    } else {
+      ffn_.dense(L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
+    }
+    for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
+  }
+  cache.n_past += n;
+
+  for (int64_t t = 0; t < rows; ++t)
+    cpu::rms_norm(x_.data() + t * n_embd, output_norm_, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
+  logits.resize(static_cast<size_t>(rows * hp_.n_vocab));
+  lin_(output_, cur_.data(), rows, logits.data());
+}
+
+}  // namespace moetier::models

@@ -1,0 +1,96 @@
+// Model: the forward pass of a MoE transformer loaded from GGUF, with its KV cache. The layer loop
+// (embedding -> [norm -> attention -> residual -> norm -> FFN/MoE -> residual] x n_layer -> norm ->
+// output) is shared; each architecture supplies its attention block and tensor bindings in one file,
+// registered in model_registry.cpp. Source: llama.cpp src/models/*.cpp graph builders.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/hparams.hpp"
+#include "runtime/models/linear.hpp"
+#include "runtime/models/moe_ffn.hpp"
+
+namespace moetier::models {
+
+/// f32 KV cache for n_ctx positions: per layer k [n_ctx, k_width], v [n_ctx, v_width] (v empty when the
+/// architecture reads values out of k, as MLA's compressed cache does).
+struct KvCache {
+  int64_t n_ctx = 0;
+  int64_t k_width = 0, v_width = 0;
+  int64_t n_past = 0;  // positions filled
+  std::vector<std::vector<float>> k, v;
+  uint64_t bytes() const;
+};
+
+/// Where routed experts come from; nullptr means "slice the resident GGUF tensors".
+struct ForwardOptions {
+  bool all_logits = false;                      // logits for every token instead of the last
+  std::vector<RoutingRecord>* routing = nullptr;  // per layer routing (MoE layers; others left empty)
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelHparams& hparams() const { return hp_; }
+  const gguf::GgufModel& gguf() const { return gguf_; }
+
+  /// A cache for n_ctx positions. Throws Error if n_ctx < 1.
+  KvCache new_cache(int64_t n_ctx) const;
+
+  /// Runs `tokens` at positions cache.n_past .. + n - 1 (one batch: prefill, or one token: decode) and
+  /// advances cache.n_past. logits: [n_out, n_vocab] f32 (resized) for the last token, or all tokens.
+  /// Throws Error if the cache would overflow or a token id is out of range.
+  void forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
+               const ForwardOptions& opt = {});
+
+  /// Replaces how routed experts are obtained (the tiered expert store installs itself here).
+  void set_expert_lookup(ExpertLookup lookup) { experts_ = std::move(lookup); }
+  /// The resident lookup (slices of the mmapped stacked tensors).
+  FfnWeights resident_expert(int32_t layer, int32_t expert) const;
+
+ protected:
+  Model(const gguf::GgufModel& g, ModelHparams hp);
+  /// Widths of one cache row per layer.
+  virtual int64_t cache_k_width() const = 0;
+  virtual int64_t cache_v_width() const = 0;
+  /// out [n, n_embd] = attention of layer il over x [n, n_embd] (normed); writes the cache rows.
+  virtual void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) = 0;
+  /// Loads the shared parts (embeddings, norms, FFN / MoE tensors) once the derived class is ready.
+  void load_common();
+
+  const gguf::GgufModel& gguf_;
+  ModelHparams hp_;
+  LinearExec lin_;
+  FfnExec ffn_{lin_};
+  FfnAct ffn_act_ = FfnAct::SwiGLU;
+  std::string attn_norm_name_ = "attn_norm";
+
+ private:
+  struct LayerFfn {
+    const float* attn_norm = nullptr;
+    const float* ffn_norm = nullptr;
+    bool moe = false;
+    FfnWeights dense;
+    MoeWeights moe_w;
+    StackedWeight gate_exps, up_exps, down_exps;
+    std::vector<FfnWeights> legacy;  // per-expert layout
+    const float *gate_exps_b = nullptr, *up_exps_b = nullptr, *down_exps_b = nullptr;
+  };
+  Weight tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<LayerFfn> layers_;
+  ExpertLookup experts_;
+  std::vector<float> x_, cur_, attn_out_, ffn_out_;
+};
+
+/// Loads the model of `g` (architecture from general.architecture). Throws Error naming the file for
+/// an unsupported architecture, a missing tensor, a wrong shape or an unsupported tensor type, before
+/// any large allocation.
+std::unique_ptr<Model> load_model(const gguf::GgufModel& g);
+
+}  // namespace moetier::models

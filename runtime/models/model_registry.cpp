@@ -1,0 +1,20 @@
+// One registration line per architecture.
+#include "common/error.hpp"
+#include "runtime/models/arch_factories.hpp"
+
+namespace moetier::models {
+
+std::unique_ptr<Model> load_model(const gguf::GgufModel& g) {
+  ModelHparams hp = load_hparams(g.metadata(), g.path());
+  switch (hp.arch) {
+    case Arch::Llama:
+    case Arch::Qwen2Moe:
+    case Arch::Qwen3Moe:
+    case Arch::Olmoe: return make_standard_model(g, std::move(hp));
+    case Arch::Deepseek2: return make_deepseek2_model(g, std::move(hp));
+    case Arch::GptOss: break;
+  }
+  fail("{}: architecture {} is recognised but `run` does not support it yet", g.path(), hp.arch_str);
+}
+
+}  // namespace moetier::models

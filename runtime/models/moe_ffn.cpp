@@ -1,0 +1,115 @@
+#include "runtime/models/moe_ffn.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/ops.hpp"
+
+namespace moetier::models {
+
+void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act) {
+  const int64_t n_ff = w.gate.n_out;
+  gate_.resize(static_cast<size_t>(m * n_ff));
+  up_.resize(static_cast<size_t>(m * n_ff));
+  lin_(w.gate, x, m, gate_.data());
+  lin_(w.up, x, m, up_.data());
+  for (int64_t t = 0; t < m; ++t) {
+    float* g = gate_.data() + t * n_ff;
+    float* u = up_.data() + t * n_ff;
+    if (w.gate_bias)
+      for (int64_t i = 0; i < n_ff; ++i) g[i] += w.gate_bias[i];
+    if (w.up_bias)
+      for (int64_t i = 0; i < n_ff; ++i) u[i] += w.up_bias[i];
+    if (act == FfnAct::SwiGLU) {
+      cpu::swiglu(g, u, g, n_ff);
+    } else {
+      // gpt-oss: x = min(g, 7); y = clamp(u, -7, 7); out = x * sigmoid(1.702 x) * (y + 1)
+      for (int64_t i = 0; i < n_ff; ++i) {
+        const float a = std::min(g[i], 7.0f);
+        const float b = std::clamp(u[i], -7.0f, 7.0f);
+        g[i] = a / (1.0f + std::exp(-1.702f * a)) * (b + 1.0f);
+      }
+    }
+  }
+  lin_(w.down, gate_.data(), m, y);
+  if (w.down_bias)
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t i = 0; i < w.down.n_out; ++i) y[t * w.down.n_out + i] += w.down_bias[i];
+}
+
+void FfnExec::dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act) {
+  ffn_rows(w, x, n_tokens, y, act);
+}
+
+void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& experts, const float* x, int64_t n_tokens,
+                  int64_t n_embd, float* y, RoutingRecord* record, FfnAct act) {
+  const RouterConfig& cfg = w.cfg;
+  const int64_t n_exp = cfg.n_expert, k = cfg.n_used;
+  logits_.resize(static_cast<size_t>(n_tokens * n_exp));
+  lin_(w.router, x, n_tokens, logits_.data());
+  if (w.router_bias)
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t e = 0; e < n_exp; ++e) logits_[t * n_exp + e] += w.router_bias[e];
+
+  ids_.resize(static_cast<size_t>(n_tokens * k));
+  wts_.resize(static_cast<size_t>(n_tokens * k));
+  scratch_.resize(static_cast<size_t>(3 * n_exp + 64));
+  for (int64_t t = 0; t < n_tokens; ++t)
+    route_token(cfg, logits_.data() + t * n_exp, ids_.data() + t * k, wts_.data() + t * k, scratch_.data());
+  if (record) {
+    record->ids.assign(ids_.begin(), ids_.end());
+    record->weights.assign(wts_.begin(), wts_.end());
+  }
+
+  // Expert-major batch: for each expert, the (token, slot) pairs routed to it, in token order.
+  order_.resize(static_cast<size_t>(n_tokens * k));
+  for (int64_t i = 0; i < n_tokens * k; ++i) order_[i] = static_cast<int32_t>(i);
+  std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return ids_[a] < ids_[b]; });
+
+  slots_.resize(static_cast<size_t>(n_tokens * k * n_embd));
+  for (size_t begin = 0; begin < order_.size();) {
+    const int32_t e = ids_[order_[begin]];
+    size_t end = begin;
+    while (end < order_.size() && ids_[order_[end]] == e) ++end;
+    const int64_t m = static_cast<int64_t>(end - begin);
+    gathered_.resize(static_cast<size_t>(m * n_embd));
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t token = order_[begin + r] / k;
+      std::copy_n(x + token * n_embd, n_embd, gathered_.data() + r * n_embd);
+    }
+    out_rows_.resize(static_cast<size_t>(m * n_embd));
+    ffn_rows(experts(layer, e), gathered_.data(), m, out_rows_.data(), act);
+    for (int64_t r = 0; r < m; ++r)
+      std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(order_[begin + r]) * n_embd);
+    begin = end;
+  }
+
+  // Weighted sum in slot order: y = ((w0*e0 + w1*e1) + w2*e2) + ... (ggml_mul then successive ggml_add).
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float* yt = y + t * n_embd;
+    for (int64_t s = 0; s < k; ++s) {
+      const float wk = wts_[t * k + s];
+      const float* e = slots_.data() + (t * k + s) * n_embd;
+      if (s == 0)
+        for (int64_t i = 0; i < n_embd; ++i) yt[i] = e[i] * wk;
+      else
+        for (int64_t i = 0; i < n_embd; ++i) yt[i] += e[i] * wk;
+    }
+  }
+
+  if (w.has_shared) {
+    shared_out_.resize(static_cast<size_t>(n_tokens * n_embd));
+    ffn_rows(w.shared, x, n_tokens, shared_out_.data(), act);
+    if (w.shared_gate.valid()) {
+      sg_.resize(static_cast<size_t>(n_tokens));
+      lin_(w.shared_gate, x, n_tokens, sg_.data());
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float g = 1.0f / (1.0f + std::exp(-sg_[t]));
+        for (int64_t i = 0; i < n_embd; ++i) shared_out_[t * n_embd + i] *= g;
+      }
+    }
+    for (int64_t i = 0; i < n_tokens * n_embd; ++i) y[i] += shared_out_[i];
+  }
+}
+
+}  // namespace moetier::models

@@ -1,0 +1,67 @@
+// Feed-forward blocks of MoE transformers: the dense SwiGLU FFN and the MoE FFN (router -> top-k experts
+// -> weighted sum, plus shared experts). Tokens are grouped by expert (one GEMM per expert, the
+// expert-major batch layout) and combined in the router's slot order, so results do not depend on where
+// an expert lives or how work is split. Source: llama.cpp build_ffn / build_moe_ffn (llama-graph.cpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "runtime/models/linear.hpp"
+#include "runtime/models/router.hpp"
+#include "runtime/models/weights.hpp"
+
+namespace moetier::models {
+
+/// One SwiGLU FFN: out = down(silu(gate x) * up x). Biases (gpt-oss) optional.
+struct FfnWeights {
+  Weight gate, up, down;
+  const float* gate_bias = nullptr;  // [n_ff]
+  const float* up_bias = nullptr;    // [n_ff]
+  const float* down_bias = nullptr;  // [n_embd]
+};
+
+/// Supplies a routed expert's weights: the resident store slices the stacked GGUF tensors; the tiered
+/// store (offload/) may stream them. Called once per (layer, expert) used by a batch.
+using ExpertLookup = std::function<FfnWeights(int32_t layer, int32_t expert)>;
+
+struct MoeWeights {
+  Weight router;                       // ffn_gate_inp [n_expert, n_embd] (F32 in practice)
+  const float* router_bias = nullptr;  // gpt-oss ffn_gate_inp.bias [n_expert]
+  RouterConfig cfg;                    // gating, top-k, groups, score bias
+  bool has_shared = false;
+  FfnWeights shared;                   // *_shexp
+  Weight shared_gate;                  // qwen2moe ffn_gate_inp_shexp [1, n_embd] (sigmoid gate) or invalid
+};
+
+/// Per-layer routing record (tests / --record-routing): ids [n_tokens, k], weights [n_tokens, k].
+struct RoutingRecord {
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+};
+
+/// Activation function of the expert FFN.
+enum class FfnAct { SwiGLU, SwiGLUClampedOss };
+
+class FfnExec {
+ public:
+  explicit FfnExec(LinearExec& lin) : lin_(lin) {}
+
+  /// y [n_tokens, n_embd] (written) = dense FFN of x [n_tokens, n_embd].
+  void dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act = FfnAct::SwiGLU);
+
+  /// y [n_tokens, n_embd] (written) = MoE FFN of x [n_tokens, n_embd] for layer `layer`.
+  /// experts(layer, e) supplies expert e's weights; record (optional) receives the routing.
+  void moe(const MoeWeights& w, int32_t layer, const ExpertLookup& experts, const float* x, int64_t n_tokens,
+           int64_t n_embd, float* y, RoutingRecord* record, FfnAct act = FfnAct::SwiGLU);
+
+ private:
+  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act);
+  LinearExec& lin_;
+  std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
+  std::vector<int32_t> ids_, order_;
+  std::vector<float> wts_;
+};
+
+}  // namespace moetier::models
