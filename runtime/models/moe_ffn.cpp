@@ -59,6 +59,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& expert
   if (record) {
     record->ids.assign(ids_.begin(), ids_.end());
     record->weights.assign(wts_.begin(), wts_.end());
+    record->logits.assign(logits_.begin(), logits_.end());
   }
 
   // Expert-major batch: for each expert, the (token, slot) pairs routed to it, in token order.

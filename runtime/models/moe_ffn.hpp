@@ -35,10 +35,12 @@ struct MoeWeights {
   Weight shared_gate;                  // qwen2moe ffn_gate_inp_shexp [1, n_embd] (sigmoid gate) or invalid
 };
 
-/// Per-layer routing record (tests / --record-routing): ids [n_tokens, k], weights [n_tokens, k].
+/// Per-layer routing record (tests / --record-routing): ids [n_tokens, k], weights [n_tokens, k],
+/// router logits [n_tokens, n_expert].
 struct RoutingRecord {
   std::vector<int32_t> ids;
   std::vector<float> weights;
+  std::vector<float> logits;
 };
 
 /// Activation function of the expert FFN.

@@ -1,0 +1,123 @@
+// `moetier run`: generate text from a GGUF model, in llama.cpp's CLI conventions
+// (-m -p/-f -n -c -t --temp --top-k --top-p --min-p --repeat-penalty --seed). Tokens stream to stdout;
+// timings go to stderr at the end as llama.cpp prints them; --json prints one machine-readable result;
+// --dump-logits writes the last prompt position's logits as raw little-endian f32 [n_vocab].
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "common/error.hpp"
+#include "runtime/cli/commands.hpp"
+#include "runtime/cli/run_options.hpp"
+#include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/model.hpp"
+#include "runtime/session/session.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
+#include "scheduler/thread_pool.hpp"
+
+namespace moetier::cli {
+namespace {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open prompt file", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void print_timings(const GenerateStats& st) {
+  auto line = [](const char* what, double ms, int n, const char* unit) {
+    std::fprintf(stderr, "moetier: %16s = %10.2f ms / %5d %-6s (%8.2f ms per token, %8.2f tokens per second)\n", what,
+                 ms, n, unit, n ? ms / n : 0.0, ms > 0 ? n * 1000.0 / ms : 0.0);
+  };
+  line("prompt eval time", st.prompt_ms, st.n_prompt, "tokens");
+  line("eval time", st.gen_ms, st.n_eval, "runs");
+}
+
+void run(const RunOptions& o) {
+  sched::ThreadPoolOptions po;
+  po.n_threads = o.threads;
+  sched::configure_global_pool(po);
+
+  auto g = gguf::GgufModel::open(o.model);
+  auto model = models::load_model(g);
+  const auto tok = tokenizer::Tokenizer::from_gguf(g);
+  if (tok.n_vocab() != model->hparams().n_vocab)
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
+
+  std::string prompt = o.prompt;
+  if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
+  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
+  const int64_t n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(4096, model->hparams().n_ctx_train);
+  if (static_cast<int64_t>(tokens.size()) > n_ctx)
+    fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
+
+  Session session(*model, tok, n_ctx);
+  GenerateParams gp;
+  gp.n_predict = o.n_predict;
+  gp.sampling.temperature = o.temp;
+  gp.sampling.top_k = o.top_k;
+  gp.sampling.top_p = o.top_p;
+  gp.sampling.min_p = o.min_p;
+  gp.sampling.repeat_penalty = o.repeat_penalty;
+  gp.sampling.repeat_last_n = o.repeat_last_n;
+  if (o.seed >= 0) gp.sampling.seed = static_cast<uint64_t>(o.seed);
+  gp.stop_at_eog = !o.ignore_eos;
+
+  std::string text;
+  if (!o.json && o.display_prompt) {
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    std::fflush(stdout);
+  }
+  std::vector<float> last_logits;
+  const GenerateStats st = session.generate(
+      tokens, gp,
+      [&](const std::string& piece) {
+        text += piece;
+        if (!o.json) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+        }
+      },
+      o.dump_logits.empty() ? nullptr : &last_logits);
+  if (!o.json) std::fputc('\n', stdout);
+
+  if (!o.dump_logits.empty()) {
+    std::ofstream out(o.dump_logits, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(last_logits.data()), static_cast<std::streamsize>(last_logits.size() * 4));
+    if (!out) fail("{}: cannot write logits", o.dump_logits);
+  }
+  if (o.json) {
+    nlohmann::json j;
+    j["schema"] = "moetier.run/1";
+    j["model"] = o.model;
+    j["prompt"] = prompt;
+    j["prompt_tokens"] = tokens;
+    j["generated_tokens"] = st.tokens;
+    j["text"] = text;
+    j["stop_reason"] = st.stop_reason;
+    j["timings"] = {{"prompt_n", st.n_prompt}, {"prompt_ms", st.prompt_ms}, {"prompt_tokens_per_s", st.prompt_tps()},
+                    {"predicted_n", st.n_eval}, {"predicted_ms", st.gen_ms}, {"predicted_tokens_per_s", st.gen_tps()}};
+    j["threads"] = sched::global_pool().size();
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  }
+  print_timings(st);
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* sub = app.add_subcommand("run", "Generate text from a GGUF model");
+  add_run_options(*sub, *o);
+  sub->callback([o] { run(*o); });
+}
+
+}  // namespace moetier::cli

@@ -1,0 +1,37 @@
+// Options of `moetier run` (and the shared model / sampling options of `bench` and `profile`), in
+// llama.cpp's spelling.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace moetier::cli {
+
+struct RunOptions {
+  std::string model;             // -m
+  std::string prompt;            // -p
+  std::string prompt_file;       // -f
+  int32_t n_predict = 128;       // -n (-1: until EOS or the context is full)
+  int64_t ctx = 0;               // -c (0: min(4096, training context))
+  int threads = 0;               // -t (0: one per allowed physical core)
+  float temp = 0.8f;             // --temp (0: greedy)
+  int32_t top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  int32_t repeat_last_n = 64;
+  int64_t seed = -1;             // -1: random
+  bool ignore_eos = false;
+  bool display_prompt = true;
+  bool json = false;
+  std::string dump_logits;
+};
+
+/// Adds the options above to `sub` (CLI11), bound to `o`.
+void add_run_options(CLI::App& sub, RunOptions& o);
+
+}  // namespace moetier::cli
