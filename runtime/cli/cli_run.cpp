@@ -87,7 +87,10 @@ void run(const RunOptions& o) {
         }
       },
       o.dump_logits.empty() ? nullptr : &last_logits);
-  if (!o.json) std::fputc('\n', stdout);
+  if (!o.json) {
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
 
   if (!o.dump_logits.empty()) {
     std::ofstream out(o.dump_logits, std::ios::binary);

@@ -105,7 +105,15 @@ void Model::load_common() {
       M.shared.gate = weight_2d(g, blk(il, "ffn_gate_shexp"), n_sh, n_embd);
       M.shared.up = weight_2d(g, blk(il, "ffn_up_shexp"), n_sh, n_embd);
       M.shared.down = weight_2d(g, blk(il, "ffn_down_shexp"), n_embd, n_sh);
-      M.shared_gate = optional_weight_2d(g, blk(il, "ffn_gate_inp_shexp"), 1, n_embd);
+      // qwen2moe's shared-expert gate is stored as a vector [n_embd] (llama.cpp multiplies it as a
+      // [1, n_embd] matrix); accept either form.
+      if (const gguf::TensorInfo* sg = g.find(blk(il, "ffn_gate_inp_shexp")); sg && sg->shape.size() == 1) {
+        const float* v = vector_f32(g, sg->name, n_embd);
+        M.shared_gate = Weight{GgmlType::F32, reinterpret_cast<const std::byte*>(v), 1, n_embd,
+                               ggml_row_bytes(GgmlType::F32, n_embd)};
+      } else {
+        M.shared_gate = optional_weight_2d(g, blk(il, "ffn_gate_inp_shexp"), 1, n_embd);
+      }
     }
   }
   experts_ = [this](int32_t layer, int32_t expert) { return resident_expert(layer, expert); };
