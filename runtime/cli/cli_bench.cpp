@@ -1,0 +1,192 @@
+// `moetier bench -m MODEL -p 512 -n 128 -r 3 [-t N] [--json]`: llama-bench-style throughput table
+// (pp<P> and tg<N> in tokens/s, mean ± std over -r repetitions), plus roofline ratios measured in the
+// same run: decode tokens/s against (read bandwidth ÷ weight bytes one decode token reads), and prompt
+// processing FLOP/s against oneDNN's bf16 matmul peak on this machine.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "common/aligned_buffer.hpp"
+#include "common/error.hpp"
+#include "cpu/onednn_matmul.hpp"
+#include "runtime/cli/commands.hpp"
+#include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/model.hpp"
+#include "runtime/models/size_breakdown.hpp"
+#include "scheduler/bandwidth.hpp"
+#include "scheduler/thread_pool.hpp"
+
+namespace moetier::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int reps = 3;
+  int threads = 0;
+  bool json = false;
+  bool no_roofline = false;
+  uint64_t bw_bytes = 1ull << 30;
+};
+
+struct MeanStd {
+  double mean = 0, std = 0;
+};
+MeanStd mean_std(const std::vector<double>& v) {
+  MeanStd r;
+  if (v.empty()) return r;
+  for (double x : v) r.mean += x;
+  r.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double s = 0;
+    for (double x : v) s += (x - r.mean) * (x - r.mean);
+    r.std = std::sqrt(s / static_cast<double>(v.size() - 1));
+  }
+  return r;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Peak bf16 GEMM throughput of this machine through oneDNN (GFLOP/s), best of 3 on a 512 x 4096 x 4096
+/// problem: the arithmetic ceiling for prompt processing.
+double onednn_bf16_peak_gflops() {
+  cpu::OnednnMatmul mm;
+  const int64_t m = 512, n = 4096, k = 4096;
+  cpu::MatmulPlan& plan = mm.plan({m, n, k, cpu::MatmulType::BF16, cpu::MatmulType::BF16, false});
+  AlignedBuffer x(static_cast<size_t>(m * k * 2)), w(static_cast<size_t>(n * k * 2)), y(static_cast<size_t>(m * n * 4));
+  auto* xb = x.as<uint16_t>();
+  auto* wb = w.as<uint16_t>();
+  for (int64_t i = 0; i < m * k; ++i) xb[i] = 0x3f80;  // 1.0
+  for (int64_t i = 0; i < n * k; ++i) wb[i] = 0x3c00;  // ~0.0078
+  sched::global_pool().park();
+  double best = 0;
+  for (int r = 0; r < 4; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    mm.execute(plan, x.data(), w.data(), y.as<float>());
+    const double s = seconds_since(t0);
+    if (r > 0) best = std::max(best, 2.0 * m * n * k / s / 1e9);
+  }
+  return best;
+}
+
+void bench(const BenchArgs& a) {
+  sched::ThreadPoolOptions po;
+  po.n_threads = a.threads;
+  sched::ThreadPool& pool = sched::configure_global_pool(po);
+  auto g = gguf::GgufModel::open(a.model);
+  auto model = models::load_model(g);
+  const auto& hp = model->hparams();
+  const auto sizes = models::compute_size_breakdown(g.tensors());
+  uint64_t n_params = 0;
+  for (const auto& t : g.tensors()) n_params += static_cast<uint64_t>(t.n_elements());
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));
+  std::vector<double> pp, tg;
+  std::vector<float> logits;
+  const int64_t n_ctx = std::max(a.n_prompt, a.n_gen + 1);
+  for (int r = 0; r < a.reps + 1; ++r) {  // the first repetition warms up and is not counted
+    if (a.n_prompt > 0) {
+      std::vector<int32_t> prompt(static_cast<size_t>(a.n_prompt));
+      for (auto& t : prompt) t = tok(rng);
+      auto cache = model->new_cache(n_ctx);
+      auto t0 = std::chrono::steady_clock::now();
+      model->forward(prompt, cache, logits);
+      if (r > 0) pp.push_back(a.n_prompt / seconds_since(t0));
+    }
+    if (a.n_gen > 0) {
+      auto cache = model->new_cache(n_ctx);
+      int32_t t = tok(rng);
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < a.n_gen; ++i) {
+        model->forward(std::span<const int32_t>(&t, 1), cache, logits);
+        t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      }
+      if (r > 0) tg.push_back(a.n_gen / seconds_since(t0));
+    }
+  }
+  const MeanStd pps = mean_std(pp), tgs = mean_std(tg);
+
+  double bw_gbps = 0, peak_gflops = 0;
+  const uint64_t decode_bytes = sizes.decode_bytes_per_token(hp.n_expert_used);
+  // Active parameters per token ~ decode bytes in elements; FLOPs per token = 2 * active weights.
+  const double active_params =
+      static_cast<double>(decode_bytes) / static_cast<double>(g.total_tensor_bytes()) * static_cast<double>(n_params);
+  if (!a.no_roofline) {
+    bw_gbps = sched::measure_read_bandwidth_gbps(pool, a.bw_bytes, 5);
+    if (a.n_prompt > 0) peak_gflops = onednn_bf16_peak_gflops();
+  }
+  const double roofline_tps = bw_gbps > 0 ? bw_gbps * 1e9 / static_cast<double>(decode_bytes) : 0;
+  const double pp_gflops = pps.mean * 2.0 * active_params / 1e9;
+
+  const std::string name = fmt::format("{} {}", hp.arch_str, g.metadata().get_string("general.name").value_or(""));
+  if (a.json) {
+    nlohmann::json j;
+    j["schema"] = "moetier.bench/1";
+    j["model"] = a.model;
+    j["arch"] = hp.arch_str;
+    j["size_bytes"] = g.total_tensor_bytes();
+    j["n_params"] = n_params;
+    j["threads"] = pool.size();
+    j["tests"] = nlohmann::json::array();
+    if (a.n_prompt > 0)
+      j["tests"].push_back({{"test", fmt::format("pp{}", a.n_prompt)}, {"tokens_per_s", pps.mean}, {"std", pps.std},
+                            {"samples", pp}, {"gflops", pp_gflops}, {"onednn_bf16_peak_gflops", peak_gflops},
+                            {"ratio_to_peak", peak_gflops > 0 ? pp_gflops / peak_gflops : 0}});
+    if (a.n_gen > 0)
+      j["tests"].push_back({{"test", fmt::format("tg{}", a.n_gen)}, {"tokens_per_s", tgs.mean}, {"std", tgs.std},
+                            {"samples", tg}, {"decode_bytes_per_token", decode_bytes}, {"read_bandwidth_gbps", bw_gbps},
+                            {"roofline_tokens_per_s", roofline_tps},
+                            {"ratio_to_roofline", roofline_tps > 0 ? tgs.mean / roofline_tps : 0}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("| %-28s | %10s | %8s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads", "t/s");
+  std::printf("| %s | %s | %s | %s | %s | %s |\n", std::string(28, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(8, '-').c_str(), std::string(7, '-').c_str(), std::string(7, '-').c_str(),
+              std::string(20, '-').c_str());
+  auto row = [&](const std::string& test, const MeanStd& ms) {
+    std::printf("| %-28s | %10s | %7.2fM | %7s | %7d | %6s %6.2f ± %5.2f |\n", name.substr(0, 28).c_str(),
+                models::format_bytes(g.total_tensor_bytes()).c_str(), static_cast<double>(n_params) / 1e6, "CPU",
+                pool.size(), test.c_str(), ms.mean, ms.std);
+  };
+  if (a.n_prompt > 0) row(fmt::format("pp{}", a.n_prompt), pps);
+  if (a.n_gen > 0) row(fmt::format("tg{}", a.n_gen), tgs);
+  if (!a.no_roofline) {
+    std::printf("\nread bandwidth (same run, %d threads): %.1f GB/s\n", pool.size(), bw_gbps);
+    if (a.n_gen > 0)
+      std::printf("decode: %s read per token -> roofline %.1f tokens/s; measured %.1f tokens/s = %.2f of roofline\n",
+                  models::format_bytes(decode_bytes).c_str(), roofline_tps, tgs.mean,
+                  roofline_tps > 0 ? tgs.mean / roofline_tps : 0);
+    if (a.n_prompt > 0)
+      std::printf("prompt: %.1f GFLOP/s (2 x %.3g active params x tokens/s) vs oneDNN bf16 peak %.1f GFLOP/s = %.2f\n",
+                  pp_gflops, active_params, peak_gflops, peak_gflops > 0 ? pp_gflops / peak_gflops : 0);
+  }
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* sub = app.add_subcommand("bench", "Throughput table (pp/tg tokens/s) with roofline ratios");
+  sub->add_option("-m,--model", a->model, "GGUF model file")->required();
+  sub->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens per pp test (0: skip)");
+  sub->add_option("-n,--n-gen", a->n_gen, "Generated tokens per tg test (0: skip)");
+  sub->add_option("-r,--repetitions", a->reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
+  sub->add_option("-t,--threads", a->threads, "Worker threads (0: one per allowed physical core)");
+  sub->add_flag("--json", a->json, "Print JSON (schema moetier.bench/1)");
+  sub->add_flag("--no-roofline", a->no_roofline, "Skip the bandwidth and peak measurements");
+  sub->callback([a] { bench(*a); });
+}
+
+}  // namespace moetier::cli
