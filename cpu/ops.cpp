@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/ggml_math.hpp"
+
 namespace moetier::cpu {
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
@@ -47,9 +49,10 @@ void rope_cache(const RopeParams& p, int64_t pos, float* cs) {
     float t = theta_interp;
     float mscale = p.attn_factor;
     if (p.ext_factor != 0.0f) {
+      // ggml's rope_yarn as GCC contracts it: the first product of each a*b + c*d is fused.
       const float ramp_mix = yarn_ramp(corr0, corr1, i0) * p.ext_factor;
-      t = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
-      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+      t = std::fma(theta_interp, 1 - ramp_mix, theta_extrap * ramp_mix);
+      mscale *= std::fma(0.1f, std::log(1.0f / p.freq_scale), 1.0f);
     }
     cs[i0] = std::cos(t) * mscale;
     cs[i0 + 1] = std::sin(t) * mscale;
@@ -66,8 +69,9 @@ void rope_apply(const RopeParams& p, const float* cs, float* x, int64_t n_heads,
       const int a = p.neox ? i0 / 2 : i0;
       const int b = p.neox ? i0 / 2 + n / 2 : i0 + 1;
       const float x0 = v[a], x1 = v[b];
-      v[a] = x0 * c - x1 * s;
-      v[b] = x0 * s + x1 * c;
+      // ggml rotate_pairs (x0 c - x1 s, x0 s + x1 c) with GCC's contraction of the first product.
+      v[a] = std::fma(x0, c, -(x1 * s));
+      v[b] = std::fma(x0, s, x1 * c);
     }
   }
 }
@@ -75,52 +79,45 @@ void rope_apply(const RopeParams& p, const float* cs, float* x, int64_t n_heads,
 void softmax(float* x, int64_t n) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = std::exp(x[i] - mx);
-    x[i] = e;
-    sum += e;
-  }
+  const double sum = ggml_softmax_exp_sum(x, x, n, mx);
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-float silu(float x) { return x / (1.0f + std::exp(-x)); }
+float silu(float x) { return ggml_silu_scalar(x); }
 
-void swiglu(const float* g, const float* u, float* h, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) h[i] = silu(g[i]) * u[i];
-}
+void swiglu(const float* g, const float* u, float* h, int64_t n) { ggml_swiglu(g, u, h, n); }
 
 void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch) {
   const int64_t group = a.n_head / a.n_head_kv;
+  // llama.cpp's non-flash path: kq = mul_mat(k, q) with q not contiguous -> ggml_vec_dot_f32 per score;
+  // soft_max_ext over the 256-padded KV row; kqv = mul_mat(v^T, kq) -> tinyBLAS for batches of >= 2
+  // tokens (when d_v % 4 == 0), else ggml_vec_dot_f32 over the padded row.
+  const F32DotOrder kqv_order =
+      a.n_tokens >= 2 && a.d_v % 4 == 0 ? F32DotOrder::kTiled : F32DotOrder::kVecDot;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     const int64_t pos = a.pos0 + t;
     const int64_t j0 = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
     for (int64_t h = h_begin; h < h_end; ++h) {
       const int64_t g = h / group;
       const float* q = a.q + (t * a.n_head + h) * a.d_k;
-      float mx = a.sinks ? a.sinks[h] : -std::numeric_limits<float>::infinity();
+      float mx = kNegInf;
+      for (int64_t j = 0; j < j0; ++j) scratch[j] = kNegInf;
       for (int64_t j = j0; j <= pos; ++j) {
         const float* k = a.k + j * a.k_stride + g * a.d_k;
-        float dot = 0.0f;
-        for (int64_t i = 0; i < a.d_k; ++i) dot += q[i] * k[i];
-        scratch[j] = dot * a.scale;
+        scratch[j] = ggml_dot_f32(F32DotOrder::kVecDot, k, q, a.d_k) * a.scale;
         mx = std::max(mx, scratch[j]);
       }
-      double sum = 0.0;
-      for (int64_t j = j0; j <= pos; ++j) {
-        scratch[j] = std::exp(scratch[j] - mx);
-        sum += scratch[j];
-      }
-      if (a.sinks) sum += std::exp(a.sinks[h] - mx);
+      if (a.sinks) mx = std::max(mx, a.sinks[h]);
+      double sum = ggml_softmax_exp_sum_padded(scratch, scratch, pos + 1, mx);
+      if (a.sinks) sum += static_cast<double>(std::exp(a.sinks[h] - mx));
       const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t j = 0; j <= pos; ++j) scratch[j] *= inv;
       float* o = a.out + (t * a.n_head + h) * a.d_v;
-      std::fill(o, o + a.d_v, 0.0f);
-      for (int64_t j = j0; j <= pos; ++j) {
-        const float p = scratch[j] * inv;
-        const float* v = a.v + j * a.v_stride + g * a.d_v;
-        for (int64_t i = 0; i < a.d_v; ++i) o[i] += p * v[i];
-      }
+      const float* v = a.v + g * a.d_v;
+      for (int64_t i = 0; i < a.d_v; ++i)
+        o[i] = ggml_dot_f32_padded_strided(kqv_order, scratch, v + i, a.v_stride, pos + 1);
     }
   }
 }

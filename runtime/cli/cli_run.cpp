@@ -42,24 +42,9 @@ void print_timings(const GenerateStats& st) {
 }
 
 void run(const RunOptions& o) {
-  sched::ThreadPoolOptions po;
-  po.n_threads = o.threads;
-  sched::configure_global_pool(po);
-
-  auto g = gguf::GgufModel::open(o.model);
-  auto model = models::load_model(g);
-  const auto tok = tokenizer::Tokenizer::from_gguf(g);
-  if (tok.n_vocab() != model->hparams().n_vocab)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
-
-  std::string prompt = o.prompt;
-  if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
-  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
-  const int64_t n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(4096, model->hparams().n_ctx_train);
-  if (static_cast<int64_t>(tokens.size()) > n_ctx)
-    fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
-
-  Session session(*model, tok, n_ctx);
+  // Everything that can be checked without the model is checked first: a bad option must not cost the
+  // minutes of opening a large model, nor leave the echoed prompt on stdout.
+  if (o.ctx < 0) fail("-c {} (expected >= 0; 0: min(4096, training context))", o.ctx);
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling.temperature = o.temp;
@@ -70,7 +55,26 @@ void run(const RunOptions& o) {
   gp.sampling.repeat_last_n = o.repeat_last_n;
   if (o.seed >= 0) gp.sampling.seed = static_cast<uint64_t>(o.seed);
   gp.stop_at_eog = !o.ignore_eos;
+  (void)sampling::Sampler(gp.sampling);  // throws Error for invalid sampling parameters
+  std::string prompt = o.prompt;
+  if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
 
+  sched::ThreadPoolOptions po;
+  po.n_threads = o.threads;
+  sched::configure_global_pool(po);
+
+  auto g = gguf::GgufModel::open(o.model);
+  auto model = models::load_model(g);
+  const auto tok = tokenizer::Tokenizer::from_gguf(g);
+  if (tok.n_vocab() != model->hparams().n_vocab)
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
+
+  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
+  const int64_t n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(4096, model->hparams().n_ctx_train);
+  if (static_cast<int64_t>(tokens.size()) > n_ctx)
+    fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
+
+  Session session(*model, tok, n_ctx);
   std::string text;
   if (!o.json && o.display_prompt) {
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);

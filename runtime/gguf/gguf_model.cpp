@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <regex>
 
 #include "common/error.hpp"
@@ -20,13 +21,15 @@ GgufModel GgufModel::open(const std::string& path) {
   auto first_map = std::make_shared<MappedFile>(path);
   model.files_.push_back(parse_gguf(first_map->bytes(), path));
   model.maps_.push_back(std::move(first_map));
+  // Read what is needed from the first file now: files_ grows below, so no reference into it may be kept.
   const Metadata& md = model.files_.front().metadata;
-
   const int64_t split_count = md.get_int("split.count").value_or(1);
+  const std::optional<int64_t> split_tensors = md.get_int("split.tensors.count");
   if (split_count < 1 || split_count > 9999) fail("{}: split.count {} (expected 1..9999)", path, split_count);
   if (split_count > 1) {
     const int64_t no = md.get_int("split.no").value_or(0);
     if (no != 0) fail("{}: split.no is {}: open the first part (split.no 0) of a split model", path, no);
+    model.files_.reserve(static_cast<size_t>(split_count));  // md is not used after this point
     if (split_part_path(path, 1, static_cast<int>(split_count)).empty())
       fail("{}: split.count is {} but the name does not follow NAME-00001-of-{:05d}.gguf", path, split_count,
            split_count);
@@ -36,6 +39,8 @@ GgufModel GgufModel::open(const std::string& path) {
       GgufFile f = parse_gguf(map->bytes(), part);
       const int64_t part_no = f.metadata.get_int("split.no").value_or(-1);
       if (part_no != i) fail("{}: split.no is {} (expected {})", part, part_no, i);
+      if (const auto c = f.metadata.get_int("split.count"); c && *c != split_count)
+        fail("{}: split.count is {} but the first part says {}", part, *c, split_count);
       model.files_.push_back(std::move(f));
       model.maps_.push_back(std::move(map));
     }
@@ -50,9 +55,8 @@ GgufModel GgufModel::open(const std::string& path) {
     }
   }
   if (split_count > 1) {
-    if (auto expected = md.get_int("split.tensors.count");
-        expected && *expected != static_cast<int64_t>(model.tensors_.size()))
-      fail("{}: split.tensors.count is {} but the {} parts hold {} tensors", path, *expected, split_count,
+    if (split_tensors && *split_tensors != static_cast<int64_t>(model.tensors_.size()))
+      fail("{}: split.tensors.count is {} but the {} parts hold {} tensors", path, *split_tensors, split_count,
            model.tensors_.size());
   }
   return model;

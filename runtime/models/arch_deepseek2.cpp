@@ -93,7 +93,8 @@ class Deepseek2Model final : public Model {
     for (int64_t h = 0; h < nh; ++h) {
       for (int64_t t = 0; t < n; ++t)
         std::copy_n(q_.data() + (t * nh + h) * dq, nope, nope_.data() + t * nope);
-      lin_(L.wk_b.at(h), nope_.data(), n, tmp_.data());
+      // ggml multiplies the non-contiguous q_nope view: vec_dot order for F32 weights.
+      lin_(L.wk_b.at(h), nope_.data(), n, tmp_.data(), cpu::F32Path::kVecDot);
       for (int64_t t = 0; t < n; ++t) std::copy_n(tmp_.data() + t * lora, lora, qabs_.data() + (t * nh + h) * kw);
     }
     for (int64_t t = 0; t < n; ++t) {

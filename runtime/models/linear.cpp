@@ -13,8 +13,8 @@ struct LinearExec::Impl {
 LinearExec::LinearExec() : impl_(std::make_unique<Impl>()) {}
 LinearExec::~LinearExec() = default;
 
-void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, float* y) {
-  cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act);
+void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
+  cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
   // Below ~64 K multiply-adds a dispatch to the pool costs more than it saves.
   constexpr int64_t kMinParallelWork = 1 << 16;
   sched::ThreadPool& pool = sched::global_pool();

@@ -7,12 +7,12 @@
 
 namespace moetier::models {
 
-void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act) {
+void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path) {
   const int64_t n_ff = w.gate.n_out;
   gate_.resize(static_cast<size_t>(m * n_ff));
   up_.resize(static_cast<size_t>(m * n_ff));
-  lin_(w.gate, x, m, gate_.data());
-  lin_(w.up, x, m, up_.data());
+  lin_(w.gate, x, m, gate_.data(), path);
+  lin_(w.up, x, m, up_.data(), path);
   for (int64_t t = 0; t < m; ++t) {
     float* g = gate_.data() + t * n_ff;
     float* u = up_.data() + t * n_ff;
@@ -31,14 +31,14 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
       }
     }
   }
-  lin_(w.down, gate_.data(), m, y);
+  lin_(w.down, gate_.data(), m, y, path);
   if (w.down_bias)
     for (int64_t t = 0; t < m; ++t)
       for (int64_t i = 0; i < w.down.n_out; ++i) y[t * w.down.n_out + i] += w.down_bias[i];
 }
 
 void FfnExec::dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act) {
-  ffn_rows(w, x, n_tokens, y, act);
+  ffn_rows(w, x, n_tokens, y, act, cpu::F32Path::kMulMat);
 }
 
 void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& experts, const float* x, int64_t n_tokens,
@@ -79,7 +79,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& expert
       std::copy_n(x + token * n_embd, n_embd, gathered_.data() + r * n_embd);
     }
     out_rows_.resize(static_cast<size_t>(m * n_embd));
-    ffn_rows(experts(layer, e), gathered_.data(), m, out_rows_.data(), act);
+    ffn_rows(experts(layer, e), gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot);
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(order_[begin + r]) * n_embd);
     begin = end;
@@ -100,7 +100,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& expert
 
   if (w.has_shared) {
     shared_out_.resize(static_cast<size_t>(n_tokens * n_embd));
-    ffn_rows(w.shared, x, n_tokens, shared_out_.data(), act);
+    ffn_rows(w.shared, x, n_tokens, shared_out_.data(), act, cpu::F32Path::kMulMat);
     if (w.shared_gate.valid()) {
       sg_.resize(static_cast<size_t>(n_tokens));
       lin_(w.shared_gate, x, n_tokens, sg_.data());

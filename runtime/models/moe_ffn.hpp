@@ -59,7 +59,8 @@ class FfnExec {
            int64_t n_embd, float* y, RoutingRecord* record, FfnAct act = FfnAct::SwiGLU);
 
  private:
-  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act);
+  /// path: kVecDot for routed experts (ggml mul_mat_id), kMulMat for dense and shared FFNs.
+  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path);
   LinearExec& lin_;
   std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
   std::vector<int32_t> ids_, order_;

@@ -51,7 +51,7 @@ void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, flo
   if (cfg.n_groups > 1 && cfg.n_group_used < cfg.n_groups) {
     const int64_t per_group = n / cfg.n_groups;
     for (int64_t g = 0; g < cfg.n_groups; ++g) {
-      int32_t best2[2];
+      int32_t best2[2] = {0, 0};
       top_k(sel + g * per_group, per_group, std::min<int64_t>(2, per_group), best2);
       float s = sel[g * per_group + best2[0]];
       if (per_group > 1) s += sel[g * per_group + best2[1]];
@@ -74,9 +74,9 @@ void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, flo
   } else {
     for (int64_t k = 0; k < cfg.n_used; ++k) weights[k] = probs[ids[k]];
     if (cfg.norm_topk) {
-      float sum = 0.0f;
-      for (int64_t k = 0; k < cfg.n_used; ++k) sum += weights[k];
-      sum = std::max(sum, 6.103515625e-5f);
+      double sum_d = 0.0;  // ggml_sum_rows accumulates in double (ggml_vec_sum_f32)
+      for (int64_t k = 0; k < cfg.n_used; ++k) sum_d += weights[k];
+      const float sum = std::max(static_cast<float>(sum_d), 6.103515625e-5f);
       for (int64_t k = 0; k < cfg.n_used; ++k) weights[k] /= sum;
     }
   }

@@ -15,6 +15,8 @@ int32_t argmax(std::span<const float> logits) {
 }
 
 Sampler::Sampler(const SamplerParams& p) : p_(p) {
+  // NaN would pass every `<= 0` test below and turn the distribution into NaNs.
+  if (std::isnan(p.temperature)) fail("--temp {} (expected a number; <= 0 is greedy)", p.temperature);
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("--top-p {} (expected 0 < p <= 1)", p.top_p);
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("--min-p {} (expected 0 <= p <= 1)", p.min_p);
   if (!(p.repeat_penalty > 0.0f)) fail("--repeat-penalty {} (expected > 0)", p.repeat_penalty);

@@ -24,7 +24,8 @@ struct SamplerParams {
 
 class Sampler {
  public:
-  /// Throws Error for invalid parameters (top_p outside (0, 1], min_p outside [0, 1], penalty <= 0).
+  /// Throws Error for invalid parameters (NaN temperature, top_p outside (0, 1], min_p outside [0, 1],
+  /// penalty <= 0).
   explicit Sampler(const SamplerParams& p);
 
   /// Picks a token from logits [n_vocab] f32 (read; copied internally). Never allocates once sized.

@@ -1,0 +1,383 @@
+// offload/placement_plan.cpp — plan JSON reader/writer, validation and builders (see placement_plan.hpp).
+#include "offload/placement_plan.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "offload/slot_layout.hpp"
+
+namespace moetier::offload {
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kRangesPerExpert = 3;  // gate, up, down: alignment slack of a cache slot
+
+uint64_t slot_bytes_for(uint64_t expert_bytes) { return slot_bytes_bound(expert_bytes, kRangesPerExpert); }
+
+// ---- reading helpers: every failure names source and JSON pointer ----
+
+struct Reader {
+  const std::string& source;
+
+  [[noreturn]] void bad(const std::string& path, const std::string& what) const {
+    fail("{}: {}: {}", source, path.empty() ? "/" : path, what);
+  }
+  const json& member(const json& obj, const std::string& path, const char* key) const {
+    const auto it = obj.find(key);
+    if (it == obj.end()) bad(path + "/" + key, "missing");
+    return *it;
+  }
+  void only_keys(const json& obj, const std::string& path, std::initializer_list<const char*> keys) const {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; }))
+        bad(path + "/" + it.key(), "unknown key");
+    }
+  }
+  const json& object(const json& obj, const std::string& path, const char* key) const {
+    const json& j = member(obj, path, key);
+    if (!j.is_object()) bad(path + "/" + key, fmt::format("expected an object, got {}", j.type_name()));
+    return j;
+  }
+  std::string string(const json& obj, const std::string& path, const char* key) const {
+    const json& j = member(obj, path, key);
+    if (!j.is_string()) bad(path + "/" + key, fmt::format("expected a string, got {}", j.dump()));
+    return j.get<std::string>();
+  }
+  uint64_t uint(const json& j, const std::string& path) const {
+    if (!j.is_number_unsigned()) bad(path, fmt::format("expected a non-negative integer, got {}", j.dump()));
+    return j.get<uint64_t>();
+  }
+  uint64_t uint(const json& obj, const std::string& path, const char* key) const {
+    return uint(member(obj, path, key), path + "/" + key);
+  }
+  Tier tier(const json& j, const std::string& path) const {
+    Tier t;
+    if (!j.is_string() || !parse_tier(j.get<std::string>(), t))
+      bad(path, fmt::format("bad tier {} (expected \"gpu:N\", \"dram\" or \"nvme\")", j.dump()));
+    return t;
+  }
+};
+
+// Structural checks shared by parse and PlacementPlan::validate().
+void check_plan(const PlacementPlan& p, const std::string& source) {
+  const Reader r{source};
+  const ModelIdentity& m = p.model;
+  if (m.file.empty()) r.bad("/model/file", "empty file name");
+  if (m.n_layers <= 0) r.bad("/model/n_layers", fmt::format("must be > 0, got {}", m.n_layers));
+  if (m.n_experts <= 0) r.bad("/model/n_experts", fmt::format("must be > 0, got {}", m.n_experts));
+  if (m.expert_bytes.size() != static_cast<size_t>(m.n_layers))
+    r.bad("/model/expert_bytes", fmt::format("has {} entries, expected n_layers = {}", m.expert_bytes.size(), m.n_layers));
+  if (p.non_expert.kind == Tier::Kind::Nvme)
+    r.bad("/non_expert", "\"nvme\" is not a home for non-expert weights (expected \"dram\" or \"gpu:N\")");
+  if (p.experts.size() != static_cast<size_t>(m.n_layers))
+    r.bad("/experts", fmt::format("has {} layers, expected n_layers = {}", p.experts.size(), m.n_layers));
+  uint64_t max_streamed = 0;
+  for (size_t l = 0; l < p.experts.size(); ++l) {
+    const size_t want = m.expert_bytes[l] == 0 ? 0 : static_cast<size_t>(m.n_experts);
+    if (p.experts[l].size() != want)
+      r.bad(fmt::format("/experts/{}", l),
+            fmt::format("has {} experts, expected {}{}", p.experts[l].size(), want,
+                        want == 0 ? " (expert_bytes is 0: layer without routed experts)" : " (n_experts)"));
+    for (size_t e = 0; e < p.experts[l].size(); ++e) {
+      const Tier t = p.experts[l][e];
+      if (t.kind == Tier::Kind::Gpu && t.device < 0) r.bad(fmt::format("/experts/{}/{}", l, e), "negative GPU index");
+      if (t.kind == Tier::Kind::Nvme) max_streamed = std::max(max_streamed, m.expert_bytes[l]);
+    }
+  }
+  if (max_streamed > 0 && p.cache_bytes < slot_bytes_for(max_streamed))
+    r.bad("/cache/bytes", fmt::format("{} bytes cannot hold one streamed expert ({} bytes with alignment slack)",
+                                      p.cache_bytes, slot_bytes_for(max_streamed)));
+}
+
+// Expert order "spread evenly over layers": expert 0 of every MoE layer, then expert 1, ...
+std::vector<ExpertId> round_robin(const ModelIdentity& m) {
+  std::vector<ExpertId> out;
+  for (int32_t e = 0; e < m.n_experts; ++e)
+    for (int32_t l = 0; l < m.n_layers; ++l)
+      if (m.expert_bytes[static_cast<size_t>(l)] > 0) out.push_back(ExpertId{l, e});
+  return out;
+}
+
+PlacementPlan empty_plan(const ModelIdentity& model, Tier fill) {
+  PlacementPlan p;
+  p.model = model;
+  p.experts.resize(model.expert_bytes.size());
+  for (size_t l = 0; l < model.expert_bytes.size(); ++l)
+    if (model.expert_bytes[l] > 0) p.experts[l].assign(static_cast<size_t>(model.n_experts), fill);
+  return p;
+}
+
+void check_identity(const ModelIdentity& m) {
+  if (m.n_layers <= 0 || m.n_experts <= 0 || m.expert_bytes.size() != static_cast<size_t>(m.n_layers))
+    fail("placement plan for {}: inconsistent model identity ({} layers, {} experts, {} expert sizes)", m.file,
+         m.n_layers, m.n_experts, m.expert_bytes.size());
+}
+
+}  // namespace
+
+std::string to_string(Tier t) {
+  switch (t.kind) {
+    case Tier::Kind::Gpu: return fmt::format("gpu:{}", t.device);
+    case Tier::Kind::Dram: return "dram";
+    case Tier::Kind::Nvme: return "nvme";
+  }
+  return "?";
+}
+
+bool parse_tier(std::string_view s, Tier& out) {
+  if (s == "dram") {
+    out = Tier::dram();
+    return true;
+  }
+  if (s == "nvme") {
+    out = Tier::nvme();
+    return true;
+  }
+  if (s.size() > 4 && s.substr(0, 4) == "gpu:") {
+    const std::string_view num = s.substr(4);
+    int32_t n = -1;
+    const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+    if (ec != std::errc() || ptr != num.data() + num.size() || n < 0 || num[0] == '+') return false;
+    out = Tier::gpu(n);
+    return true;
+  }
+  return false;
+}
+
+Tier PlacementPlan::tier(ExpertId id) const {
+  if (id.layer < 0 || static_cast<size_t>(id.layer) >= experts.size() || id.expert < 0 ||
+      static_cast<size_t>(id.expert) >= experts[static_cast<size_t>(id.layer)].size())
+    fail("placement plan for {}: no {} (plan has {} layers)", model.file, to_string(id), experts.size());
+  return experts[static_cast<size_t>(id.layer)][static_cast<size_t>(id.expert)];
+}
+
+std::vector<ExpertId> PlacementPlan::experts_on(Tier::Kind kind) const {
+  std::vector<ExpertId> out;
+  for (size_t l = 0; l < experts.size(); ++l)
+    for (size_t e = 0; e < experts[l].size(); ++e)
+      if (experts[l][e].kind == kind) out.push_back(ExpertId{static_cast<int32_t>(l), static_cast<int32_t>(e)});
+  return out;
+}
+
+uint64_t PlacementPlan::bytes_on(Tier::Kind kind) const {
+  uint64_t n = 0;
+  for (size_t l = 0; l < experts.size() && l < model.expert_bytes.size(); ++l)
+    for (const Tier& t : experts[l])
+      if (t.kind == kind) n += model.expert_bytes[l];
+  return n;
+}
+
+void PlacementPlan::validate() const { check_plan(*this, "placement plan for " + model.file); }
+
+void PlacementPlan::validate_for_backends(bool has_gpu) const {
+  if (has_gpu) return;
+  const std::vector<ExpertId> on_gpu = experts_on(Tier::Kind::Gpu);
+  const bool ne_gpu = non_expert.kind == Tier::Kind::Gpu;
+  if (on_gpu.empty() && !ne_gpu) return;
+  std::string what;
+  if (!on_gpu.empty())
+    what = fmt::format("{} experts on a GPU (first: {} on {})", on_gpu.size(), to_string(on_gpu[0]),
+                       to_string(tier(on_gpu[0])));
+  if (ne_gpu) what += fmt::format("{}the non-expert weights on {}", what.empty() ? "" : " and ", to_string(non_expert));
+  fail("placement plan for {} puts {}, but this moetier has no GPU backend (built without CUDA or no device "
+       "found); make a plan without gpu tiers",
+       model.file, what);
+}
+
+void PlacementPlan::check_model(const ModelIdentity& actual) const {
+  const ModelIdentity& m = model;
+  if (m.n_layers != actual.n_layers || m.n_experts != actual.n_experts || m.expert_bytes != actual.expert_bytes)
+    fail("placement plan was made for {} ({} layers x {} experts), not for {} ({} layers x {} experts, or expert "
+         "sizes differ)",
+         m.file, m.n_layers, m.n_experts, actual.file, actual.n_layers, actual.n_experts);
+}
+
+std::string plan_to_json(const PlacementPlan& plan) {
+  plan.validate();
+  json j = json::object();
+  j["schema"] = std::string(kPlacementSchema);
+  j["model"] = {{"file", plan.model.file},
+                {"n_layers", plan.model.n_layers},
+                {"n_experts", plan.model.n_experts},
+                {"expert_bytes", plan.model.expert_bytes}};
+  j["non_expert"] = to_string(plan.non_expert);
+  j["cache"] = {{"bytes", plan.cache_bytes}, {"policy", std::string(policy_name(plan.cache_policy))}};
+  json layers = json::array();
+  for (const std::vector<Tier>& l : plan.experts) {
+    json row = json::array();
+    for (const Tier& t : l) row.push_back(to_string(t));
+    layers.push_back(std::move(row));
+  }
+  j["experts"] = std::move(layers);
+  // One layer per line: readable, and diffs of two plans show which layers changed.
+  std::string out = "{\n";
+  for (const char* k : {"schema", "model", "non_expert", "cache"}) out += fmt::format("  \"{}\": {},\n", k, j[k].dump());
+  out += "  \"experts\": [\n";
+  for (size_t l = 0; l < j["experts"].size(); ++l)
+    out += fmt::format("    {}{}\n", j["experts"][l].dump(), l + 1 < j["experts"].size() ? "," : "");
+  out += "  ]\n}\n";
+  return out;
+}
+
+PlacementPlan parse_placement_plan(std::string_view json_text, const std::string& source) {
+  const Reader r{source};
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    fail("{}: invalid JSON: {}", source, e.what());
+  }
+  if (!j.is_object()) r.bad("", "expected a JSON object");
+  r.only_keys(j, "", {"schema", "model", "non_expert", "cache", "experts"});
+  const std::string schema = r.string(j, "", "schema");
+  if (schema != kPlacementSchema) {
+    if (schema.rfind("moetier.placement/", 0) == 0)
+      r.bad("/schema", fmt::format("unsupported version \"{}\" (this build reads \"{}\")", schema, kPlacementSchema));
+    r.bad("/schema", fmt::format("\"{}\" is not a placement plan (expected \"{}\")", schema, kPlacementSchema));
+  }
+  PlacementPlan p;
+  const json& m = r.object(j, "", "model");
+  r.only_keys(m, "/model", {"file", "n_layers", "n_experts", "expert_bytes"});
+  p.model.file = r.string(m, "/model", "file");
+  const uint64_t n_layers = r.uint(m, "/model", "n_layers");
+  const uint64_t n_experts = r.uint(m, "/model", "n_experts");
+  if (n_layers == 0 || n_layers > 100000) r.bad("/model/n_layers", fmt::format("out of range: {}", n_layers));
+  if (n_experts == 0 || n_experts > 1000000) r.bad("/model/n_experts", fmt::format("out of range: {}", n_experts));
+  p.model.n_layers = static_cast<int32_t>(n_layers);
+  p.model.n_experts = static_cast<int32_t>(n_experts);
+  const json& eb = r.member(m, "/model", "expert_bytes");
+  if (!eb.is_array()) r.bad("/model/expert_bytes", "expected an array");
+  for (size_t i = 0; i < eb.size(); ++i) p.model.expert_bytes.push_back(r.uint(eb[i], fmt::format("/model/expert_bytes/{}", i)));
+
+  p.non_expert = r.tier(r.member(j, "", "non_expert"), "/non_expert");
+  const json& c = r.object(j, "", "cache");
+  r.only_keys(c, "/cache", {"bytes", "policy"});
+  p.cache_bytes = r.uint(c, "/cache", "bytes");
+  const std::string policy = r.string(c, "/cache", "policy");
+  try {
+    p.cache_policy = parse_policy(policy);
+  } catch (const Error& e) {
+    r.bad("/cache/policy", e.what());
+  }
+  const json& ex = r.member(j, "", "experts");
+  if (!ex.is_array()) r.bad("/experts", "expected an array of layers");
+  for (size_t l = 0; l < ex.size(); ++l) {
+    const std::string lp = fmt::format("/experts/{}", l);
+    if (!ex[l].is_array()) r.bad(lp, "expected an array of tiers");
+    std::vector<Tier> row;
+    for (size_t e = 0; e < ex[l].size(); ++e) row.push_back(r.tier(ex[l][e], fmt::format("{}/{}", lp, e)));
+    p.experts.push_back(std::move(row));
+  }
+  check_plan(p, source);
+  return p;
+}
+
+PlacementPlan read_placement_plan(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open placement plan: {}", path, std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_placement_plan(ss.str(), path);
+}
+
+void write_placement_plan(const std::string& path, const PlacementPlan& plan) {
+  const std::string text = plan_to_json(plan);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("{}: cannot open for writing: {}", path, std::strerror(errno));
+  out << text;
+  out.close();
+  if (!out) fail("{}: write error", path);
+}
+
+PlacementPlan plan_from_ram_budget(const ModelIdentity& model, uint64_t budget_bytes, uint64_t non_expert_bytes,
+                                   const std::vector<std::vector<uint64_t>>& usage, RamBudgetOptions opts) {
+  check_identity(model);
+  if (opts.non_expert.kind == Tier::Kind::Nvme) fail("plan_from_ram_budget: non-expert weights cannot live on nvme");
+  if (!usage.empty()) {
+    bool ok = usage.size() == static_cast<size_t>(model.n_layers);
+    for (const auto& row : usage) ok = ok && row.size() == static_cast<size_t>(model.n_experts);
+    if (!ok)
+      fail("plan_from_ram_budget: usage counts must be [{} layers][{} experts] for {}", model.n_layers,
+           model.n_experts, model.file);
+  }
+  // Non-expert weights count against the DRAM budget only when they live in DRAM.
+  const uint64_t ne = opts.non_expert.kind == Tier::Kind::Dram ? non_expert_bytes : 0;
+  if (ne > budget_bytes)
+    fail("plan for {}: DRAM budget {} bytes is smaller than the non-expert weights ({} bytes)", model.file,
+         budget_bytes, ne);
+  const uint64_t avail = budget_bytes - ne;
+
+  PlacementPlan p = empty_plan(model, Tier::dram());
+  p.non_expert = opts.non_expert;
+  p.cache_policy = opts.policy;
+  uint64_t total = 0, max_bytes = 0;
+  for (uint64_t b : model.expert_bytes) {
+    total += b * static_cast<uint64_t>(model.n_experts);
+    max_bytes = std::max(max_bytes, b);
+  }
+  if (total <= avail) return p;  // everything resident, no cache
+
+  const uint64_t slot = slot_bytes_for(max_bytes);
+  if (avail < slot)
+    fail("plan for {}: DRAM budget {} bytes leaves {} bytes after the non-expert weights, less than one streamed "
+         "expert needs ({} bytes)",
+         model.file, budget_bytes, avail, slot);
+  const uint64_t reserve = std::min(avail, std::max<uint64_t>(opts.min_cache_experts, 1) * slot);
+  uint64_t room = avail - reserve;
+
+  std::vector<ExpertId> order = round_robin(model);
+  if (!usage.empty()) {
+    std::stable_sort(order.begin(), order.end(), [&](ExpertId a, ExpertId b) {
+      return usage[static_cast<size_t>(a.layer)][static_cast<size_t>(a.expert)] >
+             usage[static_cast<size_t>(b.layer)][static_cast<size_t>(b.expert)];
+    });
+  }
+  for (ExpertId id : order) {
+    const uint64_t b = model.expert_bytes[static_cast<size_t>(id.layer)];
+    Tier& t = p.experts[static_cast<size_t>(id.layer)][static_cast<size_t>(id.expert)];
+    if (b <= room) {
+      room -= b;
+    } else {
+      t = Tier::nvme();
+    }
+  }
+  p.cache_bytes = reserve + room;
+  return p;
+}
+
+PlacementPlan plan_experts_on_nvme(const ModelIdentity& model, double fraction, uint64_t cache_bytes,
+                                   PolicyKind policy, uint64_t min_cache_experts) {
+  check_identity(model);
+  if (!(fraction >= 0.0 && fraction <= 1.0))
+    fail("plan_experts_on_nvme: fraction {} outside [0, 1]", fraction);
+  PlacementPlan p = empty_plan(model, Tier::dram());
+  p.cache_policy = policy;
+  const std::vector<ExpertId> order = round_robin(model);
+  const auto k = static_cast<size_t>(std::llround(fraction * static_cast<double>(order.size())));
+  uint64_t streamed = 0, max_bytes = 0;
+  for (size_t i = order.size() - k; i < order.size(); ++i) {
+    const ExpertId id = order[i];
+    p.experts[static_cast<size_t>(id.layer)][static_cast<size_t>(id.expert)] = Tier::nvme();
+    const uint64_t b = model.expert_bytes[static_cast<size_t>(id.layer)];
+    streamed += b;
+    max_bytes = std::max(max_bytes, b);
+  }
+  if (k > 0 && cache_bytes == 0)
+    cache_bytes = std::max(slot_bytes_for(max_bytes),
+                           std::min(std::max<uint64_t>(min_cache_experts, 1) * slot_bytes_for(max_bytes),
+                                    streamed + k * 2 * kRangesPerExpert * kIoAlignment));
+  p.cache_bytes = cache_bytes;
+  p.validate();
+  return p;
+}
+
+}  // namespace moetier::offload

@@ -1,0 +1,189 @@
+// The built `moetier` binary (path in env MOETIER_BIN, set by meson): synth writes deterministic
+// files, inspect reports them (text and JSON schema moetier.inspect/1), and every failure is one line
+// "moetier: error: ..." on stderr with exit status 1.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+
+#include "runtime/gguf/gguf_model.hpp"
+#include "tests/gguf/gguf_test_util.hpp"
+#include "tests/shared_data.hpp"
+
+using namespace moetier;
+using Json = nlohmann::json;
+
+namespace {
+
+struct RunResult {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+/// Runs `moetier ARGS` with stdout / stderr captured in files of `dir`.
+RunResult run(const test::TempDir& dir, const std::vector<std::string>& args) {
+  const char* bin = std::getenv("MOETIER_BIN");
+  REQUIRE_MESSAGE(bin != nullptr, "MOETIER_BIN is not set (meson sets it to the built moetier)");
+  std::string cmd = quote(bin);
+  for (const auto& a : args) cmd += " " + quote(a);
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  cmd += " >" + quote(out) + " 2>" + quote(err) + " </dev/null";
+  const int rc = std::system(cmd.c_str());
+  RunResult r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+/// A failure is exactly one line on stderr starting with "moetier: error: ", and exit status 1.
+void check_one_line_error(const RunResult& r, std::initializer_list<std::string_view> parts) {
+  CHECK(r.status == 1);
+  CHECK(r.err.rfind("moetier: error: ", 0) == 0);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  test::check_msg(r.err, parts);
+}
+
+uint64_t sizes_sum(const Json& s) {
+  uint64_t n = 0;
+  for (const char* k : {"embedding", "output", "attention", "norm", "dense_ffn", "shared_experts", "routed_experts",
+                        "router", "other"})
+    n += s[k].get<uint64_t>();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("moetier synth writes a deterministic model that inspect reports") {
+  test::TempDir dir("cli");
+  const std::string a = dir.file("a.gguf"), b = dir.file("b.gguf");
+  RunResult r = run(dir, {"synth", "--preset", "tiny-qwen3moe", "--type", "Q4_K", "--seed", "7", "-o", a});
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());  // no progress bar when stderr is not a terminal
+  CHECK(r.out.find("tiny-qwen3moe") != std::string::npos);
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-qwen3moe", "--type", "q4_k", "--seed", "7", "-o", b}).status == 0);
+  const std::string bytes_a = slurp(a);
+  CHECK(bytes_a == slurp(b));
+  CHECK(!std::filesystem::exists(a + ".partial"));
+
+  r = run(dir, {"inspect", a, "--json"});
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["schema"] == "moetier.inspect/1");
+  CHECK(j["architecture"] == "qwen3moe");
+  CHECK(j["architecture_supported"] == true);
+  CHECK(j["gguf_version"] == 3);
+  CHECK(j["file_type"] == 14);
+  const auto model = gguf::GgufModel::open(a);
+  CHECK(j["n_tensors"] == model.tensors().size());
+  CHECK(j["sizes"]["total"] == model.total_tensor_bytes());
+  CHECK(sizes_sum(j["sizes"]) == model.total_tensor_bytes());
+  uint64_t type_bytes = 0;
+  for (const auto& t : j["types"]) type_bytes += t["bytes"].get<uint64_t>();
+  CHECK(type_bytes == model.total_tensor_bytes());
+  CHECK(j["hparams"]["n_expert"] == 16);
+  CHECK(j["hparams"]["n_expert_used"] == 4);
+  CHECK(j["hparams"]["rope_type"] == "neox");
+  CHECK(j["routed_experts"]["n_moe_layers"] == 2);
+  CHECK(j["decode"]["n_expert_used"] == 4);
+  CHECK(j["decode"]["bytes_per_token"].get<uint64_t>() < j["sizes"]["total"].get<uint64_t>());
+  // f32 cache: 2 layers x 2 KV heads x (32 + 32) x 4 bytes.
+  CHECK(j["kv_cache"]["f32_bytes_per_token"] == 2 * 2 * 64 * 4);
+  CHECK(j["kv_cache"]["f16_bytes_per_token"] == 2 * 2 * 64 * 2);
+
+  r = run(dir, {"inspect", a});
+  REQUIRE(r.status == 0);
+  for (const char* s : {"qwen3moe", "hyper-parameters", "routed experts", "MiB", "decode bytes per token",
+                        "one row", "KV cache per token"})
+    CHECK_MESSAGE(r.out.find(s) != std::string::npos, "inspect text lacks " << s);
+}
+
+TEST_CASE("moetier errors are one line on stderr with exit status 1") {
+  test::TempDir dir("cli-err");
+  check_one_line_error(run(dir, {"inspect", dir.file("missing.gguf")}), {"missing.gguf", "cannot open"});
+  {
+    std::ofstream(dir.file("junk.gguf")) << "this is not a gguf file";
+    check_one_line_error(run(dir, {"inspect", dir.file("junk.gguf")}), {"junk.gguf", "bad magic"});
+  }
+  check_one_line_error(run(dir, {"synth", "--preset", "nope", "-o", dir.file("x.gguf")}), {"unknown synth preset"});
+  check_one_line_error(run(dir, {"synth", "--preset", "tiny-mixtral", "--type", "Q2_K", "-o", dir.file("x.gguf")}),
+                       {"cannot write Q2_K"});
+  check_one_line_error(run(dir, {"synth", "--preset", "tiny-mixtral"}), {"-o OUT.gguf is required"});
+  check_one_line_error(run(dir, {"synth", "--preset", "tiny-mixtral", "-o", dir.file("no/such/dir/x.gguf")}),
+                       {"no/such/dir/x.gguf"});
+  CHECK(!std::filesystem::exists(dir.file("x.gguf")));
+  CHECK(run(dir, {"frobnicate"}).status != 0);
+}
+
+TEST_CASE("inspect reports an unknown architecture by name") {
+  test::TempDir dir("cli-arch");
+  gguf::GgufWriter w;
+  w.set_string("general.architecture", "mamba");
+  w.set_u32("mamba.block_count", 1);
+  w.add_tensor("token_embd.weight", GgmlType::F32, {10, 8});
+  w.add_tensor("blk.0.ssm_in.weight", GgmlType::F32, {16, 8});
+  const std::string path = dir.file("mamba.gguf");
+  w.write(path, test::pattern_fill);
+  RunResult r = run(dir, {"inspect", path, "--json"});
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["architecture"] == "mamba");
+  CHECK(j["architecture_supported"] == false);
+  CHECK(j["architecture_note"] == "architecture mamba is not supported for run");
+  CHECK(j["hparams"].is_null());
+  CHECK(j["kv_cache"].is_null());
+  CHECK(j["sizes"]["other"] == 16 * 8 * 4);
+  CHECK(j["sizes"]["embedding"] == 10 * 8 * 4);
+  r = run(dir, {"inspect", path});
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("not supported for run") != std::string::npos);
+}
+
+TEST_CASE("synth --dry-run reports full-size presets without writing") {
+  test::TempDir dir("cli-dry");
+  const RunResult r = run(dir, {"synth", "--preset", "deepseek-v3", "--type", "Q4_K", "--dry-run", "--json"});
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["gguf_version"].is_null());
+  const double gb = static_cast<double>(j["sizes"]["total"].get<uint64_t>()) / 1e9;
+  CHECK(gb > 369.0);
+  CHECK(gb < 391.0);
+  CHECK(j["routed_experts"]["n_moe_layers"] == 58);
+  CHECK(j["kv_cache"]["f16_bytes_per_token"] == 61 * (512 + 64) * 2);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // nothing but the captured output
+    CHECK(e.path().extension() == ".txt");
+  CHECK(run(dir, {"synth", "--list-presets"}).out.find("deepseek-r1") != std::string::npos);
+}
+
+TEST_CASE("inspect on ../shared models gives README.md's numbers" * doctest::skip(test::no_shared())) {
+  test::TempDir dir("cli-shared");
+  const RunResult r =
+      run(dir, {"inspect", (test::shared_dir() / "models" / "mixtral-tiny-f32.gguf").string(), "--json"});
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["architecture"] == "llama");
+  CHECK(j["n_tensors"] == 33);
+  CHECK(j["sizes"]["routed_experts"] == 3 * 3 * 524288);
+  CHECK(j["routed_experts"]["layers"][1]["bytes_per_expert"] == 3 * 524288 / 8);
+  CHECK(j["hparams"]["n_head_kv"] == 1);
+  CHECK(j["kv_cache"]["f32_bytes_per_token"] == 3 * 1 * (16 + 16) * 4);
+  CHECK(j["types"].size() == 1);
+  CHECK(j["decode"]["tied_output"] == false);
+  CHECK(j["decode"]["embedding_row_bytes"] == 64 * 4);
+  const uint64_t total = j["sizes"]["total"];
+  CHECK(j["decode"]["bytes_per_token"] == total - 3 * 3 * 524288 - 32000ull * 64 * 4 + 256 + 3 * 2 * 196608);
+}
