@@ -258,6 +258,13 @@ bool ExpertCache::ready(ExpertId id) const {
   return s != kNone && slots_[s].state == State::Ready;
 }
 
+bool ExpertCache::in_flight(ExpertId id) const {
+  const int64_t e = catalog_.find(id);
+  if (e < 0) return false;
+  const uint32_t s = slot_of_[static_cast<size_t>(e)];
+  return s != kNone && slots_[s].state == State::Reading;
+}
+
 LayerCacheStats ExpertCache::total_stats() const {
   LayerCacheStats t;
   for (const LayerCacheStats& s : stats_) t += s;

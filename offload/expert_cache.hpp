@@ -100,6 +100,8 @@ class ExpertCache {
 
   /// True when `id` is cached and ready.
   bool ready(ExpertId id) const;
+  /// True when `id` is being read (e.g. prefetched) but not ready yet.
+  bool in_flight(ExpertId id) const;
   size_t n_slots() const { return slots_.size(); }
   uint64_t slot_bytes() const { return slot_bytes_; }
   const ExpertCatalog& catalog() const { return catalog_; }

@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(build-essential meson ninja-build pkg-config cmake python3
       libdnnl-dev libhwloc-dev liburing-dev doctest-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev libicu-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

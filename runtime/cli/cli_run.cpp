@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "runtime/cli/commands.hpp"
+#include "offload/routing_trace.hpp"
 #include "runtime/cli/run_options.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
@@ -74,6 +75,31 @@ void run(const RunOptions& o) {
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
 
+  auto tiers = setup_tiers(*model, o.tiers);
+
+  std::unique_ptr<offload::RoutingTraceWriter> trace;
+  if (!o.record_routing.empty()) trace = std::make_unique<offload::RoutingTraceWriter>(o.record_routing);
+  const auto record = [&](int64_t pos0, const std::vector<models::RoutingRecord>& layers) {
+    const size_t k = static_cast<size_t>(model->hparams().n_expert_used);
+    size_t n_tokens = 0;
+    for (const auto& r : layers) n_tokens = std::max(n_tokens, r.ids.size() / k);
+    for (size_t il = 0; il < layers.size(); ++il) {
+      const auto& r = layers[il];
+      if (r.ids.empty()) continue;
+      const size_t n_rows = r.ids.size() / k;
+      // The last layer of a prefill routes only the last token (the one whose logits are wanted).
+      const int64_t first_pos = pos0 + static_cast<int64_t>(n_tokens - n_rows);
+      for (size_t t = 0; t < n_rows; ++t) {
+        offload::RoutingRecord rec;
+        rec.layer = static_cast<int32_t>(il);
+        rec.pos = static_cast<int32_t>(first_pos + static_cast<int64_t>(t));
+        rec.experts.assign(r.ids.begin() + static_cast<long>(t * k), r.ids.begin() + static_cast<long>((t + 1) * k));
+        rec.weights.assign(r.weights.begin() + static_cast<long>(t * k), r.weights.begin() + static_cast<long>((t + 1) * k));
+        trace->write(rec);
+      }
+    }
+  };
+
   Session session(*model, tok, n_ctx);
   std::string text;
   if (!o.json && o.display_prompt) {
@@ -90,7 +116,8 @@ void run(const RunOptions& o) {
           std::fflush(stdout);
         }
       },
-      o.dump_logits.empty() ? nullptr : &last_logits);
+      o.dump_logits.empty() ? nullptr : &last_logits, trace ? std::function(record) : nullptr);
+  if (trace) trace->close();
   if (!o.json) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
@@ -113,9 +140,31 @@ void run(const RunOptions& o) {
     j["timings"] = {{"prompt_n", st.n_prompt}, {"prompt_ms", st.prompt_ms}, {"prompt_tokens_per_s", st.prompt_tps()},
                     {"predicted_n", st.n_eval}, {"predicted_ms", st.gen_ms}, {"predicted_tokens_per_s", st.gen_tps()}};
     j["threads"] = sched::global_pool().size();
+    if (tiers && tiers->cache()) {
+      const auto t = tiers->cache()->total_stats();
+      const auto d = tiers->total_demand();
+      const auto& ps = model->prediction_stats();
+      j["expert_cache"] = {{"requests", d.requests()}, {"hits", d.hits}, {"prefetched", d.prefetched}, {"misses", d.misses},
+                           {"bytes_read", t.bytes_read}, {"stall_ms", t.stall_ns / 1e6}, {"evictions", t.evictions},
+                           {"prefetch_predicted", ps.predicted}, {"prefetch_correct", ps.correct}};
+    }
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   print_timings(st);
+  if (tiers && tiers->cache()) {
+    const auto t = tiers->cache()->total_stats();
+    const auto d = tiers->total_demand();
+    const uint64_t req = d.requests();
+    const auto& ps = model->prediction_stats();
+    if (o.tiers.verbose) std::fprintf(stderr, "moetier: %s", tiers->stats_report().c_str());
+    std::fprintf(stderr,
+                 "moetier: expert cache: %llu requests, %.1f%% hits, %.1f%% prefetched, %.1f%% misses, %.1f MB read, "
+                 "stalled %.1f ms; next-layer prediction %.1f%% right\n",
+                 static_cast<unsigned long long>(req), req ? 100.0 * d.hits / req : 0.0,
+                 req ? 100.0 * d.prefetched / req : 0.0, req ? 100.0 * d.misses / req : 0.0, t.bytes_read / 1e6,
+                 t.stall_ns / 1e6,
+                 ps.predicted ? 100.0 * ps.correct / ps.predicted : 0.0);
+  }
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_flag("!--no-display-prompt", o.display_prompt, "Do not echo the prompt");
   sub.add_flag("--json", o.json, "Print one JSON result (schema moetier.run/1) instead of streaming text");
   sub.add_option("--dump-logits", o.dump_logits, "Write the last prompt position's logits (raw f32 [n_vocab])");
+  sub.add_option("--record-routing", o.record_routing, "Write the run's routing trace (JSONL: layer, pos, experts, weights)");
+  add_tier_options(sub, o.tiers);
 }
 
 }  // namespace moetier::cli

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/cli/tier_options.hpp"
+
 namespace CLI {
 class App;
 }
@@ -29,6 +31,8 @@ struct RunOptions {
   bool display_prompt = true;
   bool json = false;
   std::string dump_logits;
+  std::string record_routing;  // --record-routing FILE (JSONL)
+  TierOptions tiers;
 };
 
 /// Adds the options above to `sub` (CLI11), bound to `o`.

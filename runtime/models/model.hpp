@@ -27,7 +27,6 @@ struct KvCache {
   uint64_t bytes() const;
 };
 
-/// Where routed experts come from; nullptr means "slice the resident GGUF tensors".
 struct ForwardOptions {
   bool all_logits = false;                      // logits for every token instead of the last
   std::vector<RoutingRecord>* routing = nullptr;  // per layer routing (MoE layers; others left empty)
@@ -48,8 +47,15 @@ class Model {
   void forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                const ForwardOptions& opt = {});
 
-  /// Replaces how routed experts are obtained (the tiered expert store installs itself here).
-  void set_expert_lookup(ExpertLookup lookup) { experts_ = std::move(lookup); }
+  /// Replaces how routed experts are obtained (the tiered expert store installs itself here; nullptr
+  /// restores the resident provider). `p` must outlive its use.
+  void set_expert_provider(ExpertProvider* p) { provider_ = p ? p : resident_.get(); }
+  /// Prediction statistics of the next-layer prefetch (only counted while a provider wants them).
+  struct PredictionStats {
+    uint64_t predicted = 0;  // expert ids predicted for a layer
+    uint64_t correct = 0;    // of those, actually routed to by the batch
+  };
+  const PredictionStats& prediction_stats() const { return pred_stats_; }
   /// The resident lookup (slices of the mmapped stacked tensors).
   FfnWeights resident_expert(int32_t layer, int32_t expert) const;
 
@@ -84,7 +90,12 @@ class Model {
   Weight tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<LayerFfn> layers_;
-  ExpertLookup experts_;
+  std::unique_ptr<ExpertProvider> resident_;
+  ExpertProvider* provider_ = nullptr;
+  PredictionStats pred_stats_;
+  std::vector<int32_t> predicted_, pred_ids_;
+  std::vector<float> pred_logits_, pred_w_, pred_scratch_;
+  void predict_next_layer(int il, int64_t rows);
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
 };
 

@@ -41,7 +41,7 @@ void FfnExec::dense(const FfnWeights& w, const float* x, int64_t n_tokens, float
   ffn_rows(w, x, n_tokens, y, act, cpu::F32Path::kMulMat);
 }
 
-void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& experts, const float* x, int64_t n_tokens,
+void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, const float* x, int64_t n_tokens,
                   int64_t n_embd, float* y, RoutingRecord* record, FfnAct act) {
   const RouterConfig& cfg = w.cfg;
   const int64_t n_exp = cfg.n_expert, k = cfg.n_used;
@@ -67,11 +67,22 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& expert
   for (int64_t i = 0; i < n_tokens * k; ++i) order_[i] = static_cast<int32_t>(i);
   std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return ids_[a] < ids_[b]; });
 
+  // Distinct experts (ascending) and where each one's group starts in order_.
+  distinct_.clear();
+  group_begin_.clear();
+  for (size_t i = 0; i < order_.size(); ++i)
+    if (i == 0 || ids_[order_[i]] != ids_[order_[i - 1]]) {
+      distinct_.push_back(ids_[order_[i]]);
+      group_begin_.push_back(i);
+    }
+  group_begin_.push_back(order_.size());
+
   slots_.resize(static_cast<size_t>(n_tokens * k * n_embd));
-  for (size_t begin = 0; begin < order_.size();) {
-    const int32_t e = ids_[order_[begin]];
-    size_t end = begin;
-    while (end < order_.size() && ids_[order_[end]] == e) ++end;
+  experts.begin(layer, distinct_);
+  FfnWeights fw;
+  for (int32_t e; (e = experts.next(fw)) >= 0;) {
+    const size_t gi = static_cast<size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), e) - distinct_.begin());
+    const size_t begin = group_begin_[gi], end = group_begin_[gi + 1];
     const int64_t m = static_cast<int64_t>(end - begin);
     gathered_.resize(static_cast<size_t>(m * n_embd));
     for (int64_t r = 0; r < m; ++r) {
@@ -79,10 +90,9 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const ExpertLookup& expert
       std::copy_n(x + token * n_embd, n_embd, gathered_.data() + r * n_embd);
     }
     out_rows_.resize(static_cast<size_t>(m * n_embd));
-    ffn_rows(experts(layer, e), gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot);
+    ffn_rows(fw, gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot);
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(order_[begin + r]) * n_embd);
-    begin = end;
   }
 
   // Weighted sum in slot order: y = ((w0*e0 + w1*e1) + w2*e2) + ... (ggml_mul then successive ggml_add).

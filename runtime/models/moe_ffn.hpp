@@ -8,23 +8,14 @@
 #include <functional>
 #include <vector>
 
+#include "runtime/models/expert_provider.hpp"
 #include "runtime/models/linear.hpp"
 #include "runtime/models/router.hpp"
 #include "runtime/models/weights.hpp"
 
 namespace moetier::models {
 
-/// One SwiGLU FFN: out = down(silu(gate x) * up x). Biases (gpt-oss) optional.
-struct FfnWeights {
-  Weight gate, up, down;
-  const float* gate_bias = nullptr;  // [n_ff]
-  const float* up_bias = nullptr;    // [n_ff]
-  const float* down_bias = nullptr;  // [n_embd]
-};
 
-/// Supplies a routed expert's weights: the resident store slices the stacked GGUF tensors; the tiered
-/// store (offload/) may stream them. Called once per (layer, expert) used by a batch.
-using ExpertLookup = std::function<FfnWeights(int32_t layer, int32_t expert)>;
 
 struct MoeWeights {
   Weight router;                       // ffn_gate_inp [n_expert, n_embd] (F32 in practice)
@@ -54,8 +45,8 @@ class FfnExec {
   void dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act = FfnAct::SwiGLU);
 
   /// y [n_tokens, n_embd] (written) = MoE FFN of x [n_tokens, n_embd] for layer `layer`.
-  /// experts(layer, e) supplies expert e's weights; record (optional) receives the routing.
-  void moe(const MoeWeights& w, int32_t layer, const ExpertLookup& experts, const float* x, int64_t n_tokens,
+  /// `experts` supplies the routed experts' weights; record (optional) receives the routing.
+  void moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, const float* x, int64_t n_tokens,
            int64_t n_embd, float* y, RoutingRecord* record, FfnAct act = FfnAct::SwiGLU);
 
  private:
@@ -63,7 +54,8 @@ class FfnExec {
   void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path);
   LinearExec& lin_;
   std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
-  std::vector<int32_t> ids_, order_;
+  std::vector<int32_t> ids_, order_, distinct_;
+  std::vector<size_t> group_begin_;
   std::vector<float> wts_;
 };
 

@@ -49,6 +49,14 @@ struct StackedWeight {
 /// 3-D weight `name` with shape {n_mat, n_out, n_in}; Error on mismatch / unsupported type.
 StackedWeight weight_3d(const gguf::GgufModel& m, const std::string& name, int64_t n_mat, int64_t n_out, int64_t n_in);
 
+/// One SwiGLU FFN: out = down(silu(gate x) * up x). Biases (gpt-oss) optional.
+struct FfnWeights {
+  Weight gate, up, down;
+  const float* gate_bias = nullptr;  // [n_ff]
+  const float* up_bias = nullptr;    // [n_ff]
+  const float* down_bias = nullptr;  // [n_embd]
+};
+
 /// True for the weight types moetier computes with.
 bool is_supported_weight_type(GgmlType t);
 

@@ -1,0 +1,84 @@
+// Tiered experts: the bridge between a model and offload/. Builds the expert catalog (each routed expert's
+// gate / up / down byte ranges inside the GGUF files), the model identity a placement plan refers to,
+// and TieredExperts, the ExpertProvider that serves DRAM-homed experts from the mmapped file and
+// NVMe-homed experts from a bounded DRAM cache filled through io_uring: reads of missing experts start
+// when a layer's routing is known, resident experts are computed while they arrive, then each streamed
+// expert as its read completes; predictions of the next layer's experts start reads one layer ahead.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "offload/expert_cache.hpp"
+#include "offload/expert_catalog.hpp"
+#include "offload/placement_plan.hpp"
+#include "runtime/models/expert_provider.hpp"
+#include "runtime/models/model.hpp"
+
+namespace moetier::tiered {
+
+/// Catalog of the routed experts of `model` whose home in `plan` is nvme (all routed experts when
+/// plan is nullptr): per expert three ranges, gate / up / down, in that order. Throws Error for
+/// expert tensors that are not stacked [n_expert, n_out, n_in] or per-expert (legacy) tensors.
+offload::ExpertCatalog build_expert_catalog(const models::Model& model, const offload::PlacementPlan* plan);
+
+/// What a placement plan refers to: file name, n_layers, n_experts, bytes of one expert per layer.
+offload::ModelIdentity model_identity(const models::Model& model);
+
+/// Bytes of every tensor that is not a routed expert (what must stay resident whatever the plan).
+uint64_t non_expert_bytes(const models::Model& model);
+
+struct TieredOptions {
+  offload::ReaderOptions reader;
+  offload::PolicyParams policy_params;
+};
+
+/// ExpertProvider over a placement plan (see file comment). Experts homed on gpu:N are refused at
+/// construction (no GPU backend yet). Single-threaded: used from the thread that runs the model.
+class TieredExperts final : public models::ExpertProvider {
+ public:
+  /// Throws Error when the plan does not match the model, uses a GPU tier, or the cache cannot be built
+  /// (e.g. its budget holds no expert).
+  TieredExperts(models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts = {});
+
+  void begin(int32_t layer, std::span<const int32_t> experts) override;
+  int32_t next(models::FfnWeights& out) override;
+  bool wants_prediction() const override { return cache_ != nullptr && prefetch_; }
+  void predict(int32_t layer, std::span<const int32_t> experts) override;
+
+  /// Turns the next-layer prediction off or on (default on).
+  void set_prefetch(bool on) { prefetch_ = on; }
+  /// The cache of streamed experts (nullptr when the plan streams nothing).
+  const offload::ExpertCache* cache() const { return cache_.get(); }
+  size_t n_streamed() const { return n_streamed_; }
+  /// Demand accounting per layer, from the executor's point of view: when a layer's routing is known,
+  /// each streamed expert it needs was already in the cache (hit), was being read because the
+  /// previous layer predicted it (prefetched), or had to be read now (miss).
+  struct DemandStats {
+    uint64_t hits = 0, prefetched = 0, misses = 0;
+    uint64_t requests() const { return hits + prefetched + misses; }
+  };
+  const std::vector<DemandStats>& demand_stats() const { return demand_; }
+  DemandStats total_demand() const;
+  /// Multi-line summary: tiers, cache size, per-layer hits / misses / bytes / stall, hit rate.
+  std::string stats_report() const;
+
+ private:
+  models::FfnWeights weights_from_lease(const offload::ExpertLease& lease) const;
+  models::Model& model_;
+  offload::PlacementPlan plan_;
+  std::unique_ptr<offload::ExpertCache> cache_;
+  size_t n_streamed_ = 0;
+  bool prefetch_ = true;
+  int32_t layer_ = 0;
+  std::vector<int32_t> resident_, streamed_;
+  size_t resident_pos_ = 0;
+  std::vector<uint8_t> streamed_done_;
+  offload::ExpertLease lease_;
+  std::vector<DemandStats> demand_;
+};
+
+}  // namespace moetier::tiered
