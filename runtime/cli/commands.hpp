@@ -23,4 +23,7 @@ void register_run(CLI::App& app);
 /// `moetier bench -m MODEL -p 512 -n 128 -r 3`: llama-bench-style table with roofline ratios.
 void register_bench(CLI::App& app);
 
+/// `moetier plan -m MODEL --ram-budget SIZE [-o PLAN]`: placement and predicted speed (cli_plan.cpp).
+void register_plan(CLI::App& app);
+
 }  // namespace moetier::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   moetier::cli::register_synth(app);
   moetier::cli::register_run(app);
   moetier::cli::register_bench(app);
+  moetier::cli::register_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

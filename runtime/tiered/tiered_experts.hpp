@@ -54,6 +54,7 @@ class TieredExperts final : public models::ExpertProvider {
   /// The cache of streamed experts (nullptr when the plan streams nothing).
   const offload::ExpertCache* cache() const { return cache_.get(); }
   size_t n_streamed() const { return n_streamed_; }
+  const offload::PlacementPlan& plan() const { return plan_; }
   /// Demand accounting per layer, from the executor's point of view: when a layer's routing is known,
   /// each streamed expert it needs was already in the cache (hit), was being read because the
   /// previous layer predicted it (prefetched), or had to be read now (miss).
