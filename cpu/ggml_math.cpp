@@ -2,11 +2,10 @@
 // multiply-add here is an explicit std::fma / _mm512_fmadd_ps, everything else is rounded separately.
 #include "cpu/ggml_math.hpp"
 
-#include <immintrin.h>
-
 #include <cmath>
 
 #include "cpu/cpu_features.hpp"
+#include "cpu/ggml_math_simd.hpp"
 
 namespace moetier::cpu {
 
@@ -31,7 +30,13 @@ float ggml_silu_simd(float x) { return x / (1.0f + ggml_expf_simd(0.0f - x)); }
 
 void ggml_swiglu(const float* g, const float* u, float* h, int64_t n) {
   const int64_t n16 = n - n % 16;
-  for (int64_t i = 0; i < n16; ++i) h[i] = ggml_silu_simd(g[i]) * u[i];
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512)
+    detail::swiglu16_avx512(g, u, h, n16);
+  else if (f.avx2)
+    detail::swiglu16_avx2(g, u, h, n16);
+  else
+    for (int64_t i = 0; i < n16; ++i) h[i] = ggml_silu_simd(g[i]) * u[i];
   for (int64_t i = n16; i < n; ++i) h[i] = ggml_silu_scalar(g[i]) * u[i];
 }
 
@@ -43,12 +48,27 @@ float ggml_reduce16(const float* p) {
   return a + b;
 }
 
+namespace {
+
+// e[l] = ggml_expf_simd(x[l] - max), l < 16.
+void exp_block16(const float* x, float max, float* e) {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512)
+    detail::expf_minus_max16_avx512(x, max, e);
+  else if (f.avx2)
+    detail::expf_minus_max16_avx2(x, max, e);
+  else
+    for (int l = 0; l < 16; ++l) e[l] = ggml_expf_simd(x[l] - max);
+}
+
+}  // namespace
+
 double ggml_softmax_exp_sum(const float* x, float* y, int64_t n, float max) {
   double sum = 0.0;
   int64_t i = 0;
   for (; i + 15 < n; i += 16) {
     float e[16];
-    for (int l = 0; l < 16; ++l) e[l] = ggml_expf_simd(x[i + l] - max);
+    exp_block16(x + i, max, e);
     for (int l = 0; l < 16; ++l) y[i + l] = e[l];
     sum += static_cast<double>(ggml_reduce16(e));
   }
@@ -65,7 +85,14 @@ double ggml_softmax_exp_sum_padded(const float* x, float* y, int64_t n, float ma
   for (int64_t i = 0; i < n; i += 16) {
     float e[16] = {};
     const int64_t m = n - i < 16 ? n - i : 16;
-    for (int64_t l = 0; l < m; ++l) e[l] = ggml_expf_simd(x[i + l] - max);
+    if (m == 16) {
+      exp_block16(x + i, max, e);
+    } else {
+      float xb[16];
+      for (int64_t l = 0; l < 16; ++l) xb[l] = l < m ? x[i + l] : max;  // padding lanes are zeroed below
+      exp_block16(xb, max, e);
+      for (int64_t l = m; l < 16; ++l) e[l] = 0.0f;
+    }
     for (int64_t l = 0; l < m; ++l) y[i + l] = e[l];
     sum += static_cast<double>(ggml_reduce16(e));
   }
@@ -101,70 +128,45 @@ float dot_generic(F32DotOrder order, const float* a, int64_t n, LoadB b, bool pa
   return s;
 }
 
-// ---- AVX-512 path (same operation sequence) ----
-__attribute__((target("avx512f"))) inline float reduce16_avx512(__m512 v) {
-  alignas(64) float p[16];
-  _mm512_store_ps(p, v);
-  return ggml_reduce16(p);
-}
-
-__attribute__((target("avx512f"))) float dot_tiled_avx512(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc, m);
-  }
-  return reduce16_avx512(acc);
-}
-
-__attribute__((target("avx512f"))) float dot_vec_avx512(const float* a, const float* b, int64_t n) {
-  const int64_t np = n & ~int64_t{63};
-  float s = 0.0f;
-  if (np > 0) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    for (int64_t i = 0; i < np; i += 64) {
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-      acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
-      acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
-    }
-    s = reduce16_avx512(_mm512_add_ps(_mm512_add_ps(acc0, acc2), _mm512_add_ps(acc1, acc3)));
-  }
-  for (int64_t i = np; i < n; ++i) s = s + a[i] * b[i];
-  return s;
-}
-
 }  // namespace
 
-float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n) {
+namespace detail {
+
+float ggml_dot_f32_scalar(F32DotOrder order, const float* a, const float* b, int64_t n) {
   return dot_generic(order, a, n, [b](int64_t i) { return b[i]; });
 }
 
-float ggml_dot_f32_strided(F32DotOrder order, const float* a, const float* b, int64_t b_stride, int64_t n) {
-  return dot_generic(order, a, n, [b, b_stride](int64_t i) { return b[i * b_stride]; });
+void ggml_weighted_sum_scalar(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride,
+                              int64_t d_v, float* out) {
+  for (int64_t i = 0; i < d_v; ++i)
+    out[i] = dot_generic(order, p, n, [v, v_stride, i](int64_t j) { return v[j * v_stride + i]; }, true);
 }
 
-float ggml_dot_f32_padded_strided(F32DotOrder order, const float* a, const float* b, int64_t b_stride, int64_t n) {
-  return dot_generic(order, a, n, [b, b_stride](int64_t i) { return b[i * b_stride]; }, true);
+}  // namespace detail
+
+float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n) {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512) return detail::dot_f32_avx512(order, a, b, n);
+  if (f.avx2) return detail::dot_f32_avx2(order, a, b, n);
+  return detail::ggml_dot_f32_scalar(order, a, b, n);
+}
+
+void ggml_weighted_sum(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,
+                       float* out) {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512)
+    detail::weighted_sum_avx512(order, p, n, v, v_stride, d_v, out);
+  else if (f.avx2)
+    detail::weighted_sum_avx2(order, p, n, v, v_stride, d_v, out);
+  else
+    detail::ggml_weighted_sum_scalar(order, p, n, v, v_stride, d_v, out);
 }
 
 void ggml_gemm_f32_rows(F32DotOrder order, const float* w, int64_t n_in, const float* x, size_t x_stride,
                         int64_t n_tokens, float* y, int64_t ldy, int64_t row_begin, int64_t row_end) {
-  const bool simd = cpu_features().avx512;
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const float* wr = w + r * n_in;
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const float* xt = x + static_cast<size_t>(t) * x_stride;
-      float v;
-      if (simd)
-        v = order == F32DotOrder::kTiled ? dot_tiled_avx512(wr, xt, n_in) : dot_vec_avx512(wr, xt, n_in);
-      else
-        v = ggml_dot_f32(order, wr, xt, n_in);
-      y[t * ldy + r] = v;
-    }
-  }
+  for (int64_t r = row_begin; r < row_end; ++r)
+    for (int64_t t = 0; t < n_tokens; ++t)
+      y[t * ldy + r] = ggml_dot_f32(order, w + r * n_in, x + static_cast<size_t>(t) * x_stride, n_in);
 }
 
 }  // namespace moetier::cpu

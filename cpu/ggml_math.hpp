@@ -3,8 +3,8 @@
 // polynomial (ggml_v_expf), SiLU / SwiGLU, the softmax exp-sum, and the two summation orders ggml uses
 // for F32 x F32 dot products. Each function states the ggml code it follows; the operation order (which
 // products are fused, how lanes are reduced) is part of the contract, checked bit for bit against the
-// golden tensor dumps. Plain C++ with std::fma (correctly rounded everywhere); an AVX-512 fast path, where
-// present, gives the same bits.
+// golden tensor dumps. Reference code is plain C++ with std::fma (correctly rounded everywhere); the
+// AVX2+FMA and AVX-512 paths of ggml_math_simd.cpp, chosen by cpu_features(), give the same bits.
 #pragma once
 
 #include <cstddef>
@@ -58,20 +58,28 @@ enum class F32DotOrder : uint8_t { kTiled, kVecDot };
 F32DotOrder ggml_mul_mat_f32_order(int64_t n_tokens, int64_t n_in, int64_t n_out);
 
 /// dot(a, b) over n f32 values in the given order (kTiled: lanes continue as i % 16 when n % 16 != 0,
-/// a case ggml never runs).
+/// a case ggml never runs). SIMD when the CPU has it (same bits).
 float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n);
 
-/// Same, with b read at stride b_stride floats: b[i * b_stride] (attention values read by column).
-float ggml_dot_f32_strided(F32DotOrder order, const float* a, const float* b, int64_t b_stride, int64_t n);
-
-/// ggml_dot_f32_strided as if a and b were zero-padded to a multiple of 64 (dot products over llama.cpp's
-/// 256-padded KV cache): for kVecDot every product goes to the fma accumulators, none to the tail.
-float ggml_dot_f32_padded_strided(F32DotOrder order, const float* a, const float* b, int64_t b_stride, int64_t n);
+/// Attention's value sum over llama.cpp's 256-padded KV row: out[i] = sum_{j<n} p[j] * v[j * v_stride + i]
+/// for i < d_v, each in `order` as ggml_dot_f32 over the zero-padded row (for kVecDot every product goes
+/// to the fma accumulators, none to the unfused tail). p: [n], v: rows at stride v_stride (read);
+/// out: [d_v] (written). SIMD when the CPU has it (same bits).
+void ggml_weighted_sum(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,
+                       float* out);
 
 /// y[t * ldy + r] = ggml_dot_f32(order, W row r, x row t) for r in [row_begin, row_end), t < n_tokens.
 /// W: [n_out, n_in] f32 rows of n_in (read); x: n_tokens rows at x + t * x_stride (read); y written.
-/// Uses AVX-512 when the CPU has it (same bits). Never allocates or throws.
+/// SIMD when the CPU has it (same bits). Never allocates or throws.
 void ggml_gemm_f32_rows(F32DotOrder order, const float* w, int64_t n_in, const float* x, size_t x_stride,
                         int64_t n_tokens, float* y, int64_t ldy, int64_t row_begin, int64_t row_end);
+
+namespace detail {
+/// The portable std::fma implementations behind ggml_dot_f32 / ggml_weighted_sum (tests compare them
+/// with the SIMD paths).
+float ggml_dot_f32_scalar(F32DotOrder order, const float* a, const float* b, int64_t n);
+void ggml_weighted_sum_scalar(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride,
+                              int64_t d_v, float* out);
+}  // namespace detail
 
 }  // namespace moetier::cpu

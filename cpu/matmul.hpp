@@ -59,8 +59,9 @@ class ActivationBuffer {
 };
 
 /// act <- x [n_tokens, n_in] f32 (row-major, read) quantised to vec_dot_type_for(weight_type), exactly as
-/// ggml does on x86 (act_quant.hpp); f32_path is recorded for F32 weights (ignored otherwise). Throws moetier::Error if weight_type has no CPU matmul, n_in is not a
-/// multiple of its block size, or n_tokens/n_in < 0. Allocates only when act must grow.
+/// ggml does on x86 (act_quant.hpp); f32_path is recorded for F32 weights (ignored otherwise). Throws
+/// moetier::Error if weight_type has no CPU matmul, n_in is not a multiple of its block size, or
+/// n_tokens/n_in < 0. Allocates only when act must grow.
 void quantize_activations(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
                           ActivationBuffer& act, F32Path f32_path = F32Path::kMulMat);
 

@@ -114,10 +114,8 @@ void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* sc
       if (a.sinks) sum += static_cast<double>(std::exp(a.sinks[h] - mx));
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j <= pos; ++j) scratch[j] *= inv;
-      float* o = a.out + (t * a.n_head + h) * a.d_v;
-      const float* v = a.v + g * a.d_v;
-      for (int64_t i = 0; i < a.d_v; ++i)
-        o[i] = ggml_dot_f32_padded_strided(kqv_order, scratch, v + i, a.v_stride, pos + 1);
+      ggml_weighted_sum(kqv_order, scratch, pos + 1, a.v + g * a.d_v, a.v_stride, a.d_v,
+                        a.out + (t * a.n_head + h) * a.d_v);
     }
   }
 }

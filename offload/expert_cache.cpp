@@ -75,6 +75,7 @@ ExpertCache::ExpertCache(std::vector<std::string> files, ExpertCatalog catalog, 
   if (n_slots > (1u << 20)) fail("expert cache: {} slots is too many (max {})", n_slots, 1u << 20);
 
   pinned_.assign(catalog_.size(), 0);
+  protected_.assign(catalog_.size(), 0);
   size_t n_pinned = 0;
   for (ExpertId id : opts_.pinned) {
     const int64_t e = catalog_.find(id);
@@ -145,7 +146,7 @@ uint32_t ExpertCache::take_slot(bool may_block) {
       free_.pop_back();
       return s;
     }
-    bool any = false;
+    bool any = false, any_protected = false;
     for (uint32_t i = 0; i < slots_.size(); ++i) {
       const Slot& s = slots_[i];
       if (s.state == State::Failed && s.leases == 0) {  // a failed read holds nothing worth keeping
@@ -153,10 +154,21 @@ uint32_t ExpertCache::take_slot(bool may_block) {
         any = true;
         break;
       }
-      evictable_[i] = s.state == State::Ready && s.leases == 0 && pinned_[s.expert] == 0;
+      const bool unused = s.state == State::Ready && s.leases == 0 && pinned_[s.expert] == 0;
+      evictable_[i] = unused && protected_[s.expert] == 0;
+      any_protected = any_protected || (unused && protected_[s.expert] != 0);
     }
     if (any) continue;
-    const uint32_t v = policy_->choose_victim(evictable_, tick_);
+    uint32_t v = policy_->choose_victim(evictable_, tick_);
+    if (v == kNoSlot && may_block && any_protected && reader_->n_active() == 0) {
+      // Only experts about to be used are left and nothing is being read: evicting one of them costs a
+      // re-read; failing would break a layer whose experts outnumber the slots.
+      for (uint32_t i = 0; i < slots_.size(); ++i) {
+        const Slot& s = slots_[i];
+        evictable_[i] = s.state == State::Ready && s.leases == 0 && pinned_[s.expert] == 0;
+      }
+      v = policy_->choose_victim(evictable_, tick_);
+    }
     if (v != kNoSlot) {
       ++stats_[static_cast<size_t>(catalog_.id(slots_[v].expert).layer)].evictions;
       free_slot(v);

@@ -2,7 +2,8 @@
 // slot size), each a 4096-aligned buffer large enough for any expert of the catalog (plus O_DIRECT
 // alignment slack), filled by the UringReader and handed out as RAII leases. A slot that is being read,
 // leased, or holds a pinned expert is never evicted; among the others the eviction policy
-// (offload/eviction_policy.hpp) chooses. Statistics per layer: hits, misses, bytes read, stall time.
+// (offload/eviction_policy.hpp) chooses, sparing protected experts (about to be used) unless nothing else
+// can go. Statistics per layer: hits, misses, bytes read, stall time.
 //
 // Threading: one owner thread (the one driving the reader). Leases must be released on that thread and
 // before the cache is destroyed.
@@ -98,6 +99,12 @@ class ExpertCache {
   /// Drives reads in flight without blocking (call between computations to keep the queue full).
   void poll();
 
+  /// Marks `id` as about to be used (e.g. by the layer being computed): prefetch() never evicts it,
+  /// acquire() only when nothing else can be evicted (a re-read rather than an error). Cleared by
+  /// unprotect(). Throws moetier::Error when `id` is not in the catalog.
+  void protect(ExpertId id) { protected_[catalog_.index(id)] = 1; }
+  void unprotect(ExpertId id) { protected_[catalog_.index(id)] = 0; }
+
   /// True when `id` is cached and ready.
   bool ready(ExpertId id) const;
   /// True when `id` is being read (e.g. prefetched) but not ready yet.
@@ -139,6 +146,7 @@ class ExpertCache {
   std::vector<Slot> slots_;
   std::vector<uint32_t> slot_of_;      // catalog index -> slot or kNone
   std::vector<uint8_t> pinned_;        // catalog index -> pinned
+  std::vector<uint8_t> protected_;     // catalog index -> protected (see protect())
   std::vector<uint32_t> free_;         // empty slots
   std::vector<uint8_t> evictable_;     // scratch mask
   std::vector<Completion> completions_;  // scratch

@@ -83,6 +83,9 @@ TieredExperts::TieredExperts(models::Model& model, const offload::PlacementPlan&
 
 void TieredExperts::begin(int32_t layer, std::span<const int32_t> experts) {
   lease_.reset();
+  // Experts of the previous layer that were never handed out (its computation was interrupted).
+  for (size_t i = 0; i < streamed_.size(); ++i)
+    if (!streamed_done_[i]) cache_->unprotect({layer_, streamed_[i]});
   layer_ = layer;
   resident_.clear();
   streamed_.clear();
@@ -97,6 +100,8 @@ void TieredExperts::begin(int32_t layer, std::span<const int32_t> experts) {
   if (streamed_.empty()) return;
   if (demand_.size() <= static_cast<size_t>(layer)) demand_.resize(static_cast<size_t>(layer) + 1);
   DemandStats& d = demand_[layer];
+  // None of this layer's experts may be evicted to make room for another of them (or for a prediction).
+  for (int32_t e : streamed_) cache_->protect({layer, e});
   // Start every missing read now; the resident experts are computed while they arrive.
   for (int32_t e : streamed_) {
     if (cache_->ready({layer, e})) ++d.hits;
@@ -123,22 +128,24 @@ int32_t TieredExperts::next(models::FfnWeights& out) {
     if (cache_) cache_->poll();  // keep the read queue moving between computations
     return e;
   }
-  // Streamed experts: the first one already read, else wait for the first outstanding one.
+  // Streamed experts: the first one already read, else the first one being read (wait for it), else
+  // the first one not started (no slot was free at begin): read it now. Waiting for a read in flight
+  // before starting another keeps the protected experts from filling every slot.
+  if (streamed_.empty()) return -1;
+  cache_->poll();
   size_t pick = streamed_.size();
-  if (cache_) cache_->poll();
-  for (size_t i = 0; i < streamed_.size(); ++i)
-    if (!streamed_done_[i] && cache_->ready({layer_, streamed_[i]})) {
-      pick = i;
-      break;
-    }
-  if (pick == streamed_.size())
-    for (size_t i = 0; i < streamed_.size(); ++i)
-      if (!streamed_done_[i]) {
+  for (int pass = 0; pass < 3 && pick == streamed_.size(); ++pass)
+    for (size_t i = 0; i < streamed_.size(); ++i) {
+      if (streamed_done_[i]) continue;
+      const offload::ExpertId id{layer_, streamed_[i]};
+      if (pass == 2 || (pass == 0 && cache_->ready(id)) || (pass == 1 && cache_->in_flight(id))) {
         pick = i;
         break;
       }
+    }
   if (pick == streamed_.size()) return -1;
   streamed_done_[pick] = 1;
+  cache_->unprotect({layer_, streamed_[pick]});
   lease_ = cache_->acquire({layer_, streamed_[pick]});
   out = weights_from_lease(lease_);
   return streamed_[pick];

@@ -9,7 +9,9 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "runtime/cli/inspect_report.hpp"
 #include "runtime/gguf/gguf_model.hpp"
+#include "runtime/synth/synth_model.hpp"
 #include "tests/gguf/gguf_test_util.hpp"
 #include "tests/shared_data.hpp"
 
@@ -39,9 +41,9 @@ RunResult run(const test::TempDir& dir, const std::vector<std::string>& args) {
   const char* bin = std::getenv("MOETIER_BIN");
   REQUIRE_MESSAGE(bin != nullptr, "MOETIER_BIN is not set (meson sets it to the built moetier)");
   std::string cmd = quote(bin);
-  for (const auto& a : args) cmd += " " + quote(a);
+  for (const auto& a : args) cmd.append(" ").append(quote(a));
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  cmd += " >" + quote(out) + " 2>" + quote(err) + " </dev/null";
+  cmd.append(" >").append(quote(out)).append(" 2>").append(quote(err)).append(" </dev/null");
   const int rc = std::system(cmd.c_str());
   RunResult r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -186,4 +188,29 @@ TEST_CASE("inspect on ../shared models gives README.md's numbers" * doctest::ski
   CHECK(j["decode"]["embedding_row_bytes"] == 64 * 4);
   const uint64_t total = j["sizes"]["total"];
   CHECK(j["decode"]["bytes_per_token"] == total - 3 * 3 * 524288 - 32000ull * 64 * 4 + 256 + 3 * 2 * 196608);
+}
+
+TEST_CASE("inspect_report and inspect_text agree (library, every tiny preset)") {
+  for (const auto& p : synth::all_presets()) {
+    if (!p.tiny) continue;
+    CAPTURE(p.name);
+    const auto m = synth::build_synth_model({p.name, GgmlType::Q4_K, "", 0});
+    const gguf::Metadata md = m.metadata_map();
+    const auto tensors = m.tensor_infos();
+    cli::InspectInput in;
+    in.file = p.name + ".gguf";
+    in.metadata = &md;
+    in.tensors = &tensors;
+    const auto r = cli::inspect_report(in);
+    CHECK(r["schema"] == "moetier.inspect/1");
+    CHECK(r["architecture"] == p.arch);
+    CHECK(r["sizes"]["total"] == m.tensor_bytes());
+    CHECK(sizes_sum(Json::parse(r["sizes"].dump())) == m.tensor_bytes());
+    CHECK(r["hparams"]["n_layer"] == p.n_layer);
+    CHECK(r["routed_experts"]["n_moe_layers"] == p.n_layer - p.n_layer_dense_lead);
+    const std::string text = cli::inspect_text(r);
+    CHECK(text.find(p.arch) != std::string::npos);
+    CHECK(text.find(fmt::format("({} bytes)", m.tensor_bytes())) != std::string::npos);
+    CHECK(text.find(fmt::format("layers {}-{}", p.n_layer_dense_lead, p.n_layer - 1)) != std::string::npos);
+  }
 }

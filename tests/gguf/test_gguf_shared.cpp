@@ -39,9 +39,8 @@ void check_rows(const GgufModel& m, const std::vector<Row>& rows, bool complete)
       names.push_back(r.name);
     } else {
       for (int il : r.layers) {
-        std::string s = r.name;
-        s.replace(s.find(".N."), 3, "." + std::to_string(il) + ".");
-        names.push_back(s);
+        const size_t at = r.name.find(".N.");
+        names.push_back(fmt::format("{}.{}.{}", r.name.substr(0, at), il, r.name.substr(at + 3)));
       }
     }
     for (const auto& name : names) {
