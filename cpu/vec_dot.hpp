@@ -4,7 +4,10 @@
 // rows are split over threads, or on how many tokens are computed together.
 //
 // Canonical order (all f32 ops rounded separately, no FMA; integer parts are exact int32):
-//  * Q8_0, Q4_0, Q5_0, MXFP4 (x) Q8_0 and Q4_1, Q5_1 (x) Q8_1: per 32-block b, isum_b = sum w_q * a_q (int),
+//  * Q8_0 (x) Q8_0 follows ggml's x86 order exactly (bit parity with llama.cpp): per block, 8 int32 lanes
+//    of 4 consecutive products, acc[l] = fma(dx * dy, float(lane_l), acc[l]); then (acc[k] + acc[k+4]),
+//    then (s0 + s2) + (s1 + s3). Only the scalar kernel implements it (no SIMD Q8_0 variant for now).
+//  * Q4_0, Q5_0, MXFP4 (x) Q8_0 and Q4_1, Q5_1 (x) Q8_1: per 32-block b, isum_b = sum w_q * a_q (int),
 //      t_b = float(isum_b) * (dx_b * dy_b)           [+ mx_b * sy_b for Q4_1/Q5_1, added to t_b]
 //      acc = acc + t_b, b ascending from acc = 0.
 //    dx: fp16 weight scale (e8m0_to_f32_half for MXFP4, whose w_q are the doubled e2m1 integers);

@@ -1,5 +1,6 @@
 // Scalar reference dot products in the canonical order documented in vec_dot.hpp.
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -94,6 +95,28 @@ float dot_q8_1_family(const void* vw, const void* va, int64_t nb) {
     acc = acc + t;
   }
   return acc;
+}
+
+// Q8_0 x Q8_0 in ggml's x86 order (ggml_vec_dot_q8_0_q8_0 AVX2/AVX-512 and tinyBLAS_Q0_AVX alike): per
+// block, 8 int32 lanes of 4 consecutive products (vpdpbusd / maddubs+madd), converted to f32 and
+// accumulated with acc[l] = fma(dx * dy, lane_l, acc[l]); at the end the 8-lane tree
+// (acc[k] + acc[k+4]), then (s[0] + s[2]) + (s[1] + s[3]).
+float dot_q8_0_ggml(const void* vw, const void* va, int64_t nb) {
+  const auto* x = static_cast<const BlockQ8_0*>(vw);
+  const auto* y = static_cast<const BlockQ8_0*>(va);
+  float acc[8] = {};
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d);
+    for (int l = 0; l < 8; ++l) {
+      int s = 0;
+      for (int i = 0; i < 4; ++i) s += x[b].qs[4 * l + i] * y[b].qs[4 * l + i];
+      acc[l] = std::fma(d, static_cast<float>(s), acc[l]);
+    }
+  }
+  float s4[4];
+  for (int k = 0; k < 4; ++k) s4[k] = acc[k] + acc[k + 4];
+  const float lo = s4[0] + s4[2], hi = s4[1] + s4[3];
+  return lo + hi;
 }
 
 // ---- K-quants with Q8_K activations ----
@@ -223,7 +246,7 @@ int64_t matmul_block_size(GgmlType weight_type) { return ggml_type_info(weight_t
 float vec_dot_scalar(GgmlType weight_type, const void* w, const void* act, int64_t n) {
   const int64_t nb32 = n / 32, nbk = n / kQK_K;
   switch (weight_type) {
-    case GgmlType::Q8_0: return dot_q8_0_family<BlockQ8_0>(w, act, nb32);
+    case GgmlType::Q8_0: return dot_q8_0_ggml(w, act, nb32);
     case GgmlType::Q4_0: return dot_q8_0_family<BlockQ4_0>(w, act, nb32);
     case GgmlType::Q5_0: return dot_q8_0_family<BlockQ5_0>(w, act, nb32);
     case GgmlType::MXFP4: return dot_q8_0_family<BlockMxfp4>(w, act, nb32);

@@ -131,13 +131,8 @@ TEST_CASE("golden Q8_0 models: router choices of prompt 0 match llama.cpp" * doc
     if (stem.find("q8_0") != std::string::npos) check_golden(stem, Part::RouterOnly);
 }
 
-// Known gap (issue 3 stays open): with Q8_0 weights our logits differ from llama.cpp's by up to 0.1-2.7
-// on some prompts. Activations are quantised exactly as ggml does, but the float accumulation of the
-// per-block integer dot products does not yet follow ggml's lane-wise FMA order, so a last-bit change
-// can flip one int8 rounding in a later activation and grow. Skipped (not hidden) until that order is
-// implemented; run it with --no-skip to see the current figures.
-TEST_CASE("golden Q8_0 models: logits and greedy continuations match llama.cpp (known gap: ggml's quantised "
-          "dot-product order, see comment)" * doctest::skip(true)) {
+TEST_CASE("golden Q8_0 models: logits and greedy continuations match llama.cpp" *
+          doctest::skip(moetier::test::no_shared())) {
   for (const std::string& stem : moetier::test::golden_stems())
     if (stem.find("q8_0") != std::string::npos) check_golden(stem, Part::All);
 }
