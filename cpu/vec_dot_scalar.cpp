@@ -19,7 +19,6 @@ uint32_t load_u32(const uint8_t* p) {
 }
 
 // ---- 32-blocks with Q8_0 activations: the weight's levels of block b as int8 ----
-void levels(const BlockQ8_0& x, int8_t* w) { std::memcpy(w, x.qs, 32); }
 void levels(const BlockQ4_0& x, int8_t* w) {
   for (int j = 0; j < 16; ++j) {
     w[j] = static_cast<int8_t>((x.qs[j] & 0xF) - 8);
