@@ -8,7 +8,9 @@
 // exact in any order (the maddubs pair sums stay below 32767: |signed weight| <= 128 via the sign trick,
 // unsigned levels <= 63, activations |q| <= 127), and the f32 operations per (row, token) happen in the
 // same sequence as in the scalar code.
-//  * 32-element block formats: 8 rows at a time, one row per f32 lane; per block the 8 rows' integer dot
+//  * Q8_0: ggml's own x86 order (one 8-lane accumulator per row and token, FMA per block), so Q8_0 models
+//    match llama.cpp bit for bit; see rows_q8_0_ggml.
+//  * other 32-element block formats: 8 rows at a time, one row per f32 lane; per block the 8 rows' integer dot
 //    vectors are transposed-and-reduced into one vector of 8 block sums, then scaled and accumulated.
 //  * K-quants: one row at a time; levels unpacked once per super-block, reused for up to 8 tokens; per 32
 //    elements vpmaddubsw, then the sub-block scale applied by vpmaddwd (AVX2) or vpdpwssd (VNNI).
@@ -120,13 +122,6 @@ inline __m256 f16x8(uint16_t h0, uint16_t h1, uint16_t h2, uint16_t h3, uint16_t
   return _mm256_cvtph_ps(v);
 }
 
-struct FmtQ8_0 {
-  using Block = BlockQ8_0;
-  static constexpr bool kSigned = true, kHasMin = false;
-  static constexpr int kOffset = 0;
-  static __m256i decode(const Block& b) { return load256(b.qs); }
-  static float scale(const Block& b) { return h2f(b.d); }
-};
 // Q4_0 / Q5_0 / MXFP4 decode to unsigned levels u = w + kOffset; the kernels subtract kOffset * sum(a).
 struct FmtQ4_0 {
   using Block = BlockQ4_0;
@@ -317,6 +312,56 @@ void run_rows(const GemvArgs& a) {
   for (int64_t r = a.row_begin; r < a.row_end; ++r) Row(a, r);
 }
 
+// ---------------------------------------------------------------- Q8_0 in ggml's order
+
+// Sum of the 8 lanes in ggml's hsum_float_8 tree: (l[k] + l[k+4]), then (s0 + s2) + (s1 + s3).
+inline float hsum8_ggml(__m256 v) {
+  const __m128 s4 = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+// Q8_0 x Q8_0 for R rows r0.. and T tokens in ggml_vec_dot_q8_0_q8_0's x86 order (= dot_q8_0_ggml in
+// vec_dot_scalar.cpp): per (row, token) one 8-lane f32 accumulator, per block
+// acc = fma(set1(dx * dy), cvt(8 int32 lanes of 4 products), acc), hsum8_ggml at the end. The R x T
+// accumulators are independent, so several rows hide the FMA latency at one token.
+template <int R, int T>
+void rows_q8_0_ggml(const GemvArgs& a, int64_t r0) {
+  const int64_t nb = a.n_in / 32;
+  const BlockQ8_0* w[R];
+  for (int r = 0; r < R; ++r) w[r] = reinterpret_cast<const BlockQ8_0*>(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes);
+  const BlockQ8_0* y[T];
+  for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const BlockQ8_0*>(a.act + static_cast<size_t>(t) * a.act_stride);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % 2 == 0)
+      for (int r = 0; r < R; ++r) prefetch_ahead(w[r] + b);  // one line per 68 bytes of weights
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv = load256(w[r][b].qs);
+      const __m256i wu = _mm256_sign_epi8(wv, wv);
+      const float dx = h2f(w[r][b].d);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = dot_u8s8(wu, _mm256_sign_epi8(load256(y[t][b].qs), wv));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t][b].d)), _mm256_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) a.y[t * a.ldy + r0 + r] = hsum8_ggml(acc[r][t]);
+}
+
+template <int T>
+void run_q8_0_ggml(const GemvArgs& a) {
+  constexpr int R = T == 1 ? 4 : T <= 3 ? 2 : 1;  // R x T accumulators fit the 16 AVX2 registers
+  int64_t r = a.row_begin;
+  for (; r + R <= a.row_end; r += R) rows_q8_0_ggml<R, T>(a, r);
+  for (; r < a.row_end; ++r) rows_q8_0_ggml<1, T>(a, r);
+}
+
 // ---------------------------------------------------------------- float weights (16 canonical lanes)
 
 struct WF16 {
@@ -384,6 +429,7 @@ void by_tokens(const GemvArgs& a) {
   }
 }
 
+template <int T> struct KQ8_0 { static void run(const GemvArgs& a) { run_q8_0_ggml<T>(a); } };
 template <class F> struct Q32 { template <int T> struct K { static void run(const GemvArgs& a) { run_q32<F, T>(a); } }; };
 template <class W> struct Flt { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_float<W, T>>(a); } }; };
 template <int T> struct KQ4K { static void run(const GemvArgs& a) { run_rows<row_q45_k<false, T>>(a); } };
@@ -392,7 +438,7 @@ template <int T> struct KQ6K { static void run(const GemvArgs& a) { run_rows<row
 template <int T> struct KQ2K { static void run(const GemvArgs& a) { run_rows<row_q23_k<false, T>>(a); } };
 template <int T> struct KQ3K { static void run(const GemvArgs& a) { run_rows<row_q23_k<true, T>>(a); } };
 
-void gemv_q8_0(const GemvArgs& a) { by_tokens<Q32<FmtQ8_0>::K>(a); }
+void gemv_q8_0(const GemvArgs& a) { by_tokens<KQ8_0>(a); }
 void gemv_q4_0(const GemvArgs& a) { by_tokens<Q32<FmtQ4_0>::K>(a); }
 void gemv_q5_0(const GemvArgs& a) { by_tokens<Q32<FmtQ5_0>::K>(a); }
 void gemv_mxfp4(const GemvArgs& a) { by_tokens<Q32<FmtMxfp4>::K>(a); }

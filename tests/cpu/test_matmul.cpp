@@ -213,10 +213,7 @@ TEST_CASE("kernel registry: scalar always available, explain names the chosen va
   skylake_x.avx512_vnni = skylake_x.avx512_bf16 = false;
   CHECK(best_isa(zen4) == Isa::kAvx512);
   CHECK(best_isa(skylake_x) == Isa::kAvx2);
-  // Q8_0 runs the scalar kernel in ggml's exact lane order (bit parity with llama.cpp; its SIMD kernels
-  // used another order and were withdrawn until they follow ggml's): it must never pick a SIMD variant.
-  CHECK(select_gemv(GgmlType::Q8_0, 1, Isa::kAvx512)->isa == Isa::kScalar);
-  for (GgmlType t : {GgmlType::Q4_K, GgmlType::BF16, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0,
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q4_0,
                      GgmlType::F16, GgmlType::MXFP4}) {
     const GemvKernel* k = select_gemv(t, 8, Isa::kAvx512);
     REQUIRE(k != nullptr);
