@@ -26,8 +26,8 @@ dt to_dnnl(MatmulType t) {
 }
 
 std::string key_string(const MatmulKey& k) {
-  return fmt::format("M={} N={} K={} X {} W {}{}", k.m, k.n, k.k, to_string(k.x_type), to_string(k.w_type),
-                     k.packed_weights ? " packed" : "");
+  return fmt::format("M={} N={} K={} X {} W {}{}{}", k.m, k.n, k.k, to_string(k.x_type), to_string(k.w_type),
+                     k.packed_weights ? " packed" : "", k.ldy != 0 ? fmt::format(" ldy={}", k.ldy) : "");
 }
 
 }  // namespace
@@ -78,6 +78,7 @@ OnednnMatmul::~OnednnMatmul() = default;
 MatmulPlan& OnednnMatmul::plan(const MatmulKey& key) {
   if (auto it = plans_.find(key); it != plans_.end()) return *it->second;
   if (key.m <= 0 || key.n <= 0 || key.k <= 0) fail("oneDNN matmul: dimensions must be positive ({})", key_string(key));
+  if (key.ldy != 0 && key.ldy < key.n) fail("oneDNN matmul: ldy must be 0 or >= N ({})", key_string(key));
   if (key.x_type == MatmulType::F16) fail("oneDNN matmul: X in f16 is not supported ({})", key_string(key));
 
   // Candidate compute types in order of preference; the first oneDNN accepts wins.
@@ -93,7 +94,7 @@ MatmulPlan& OnednnMatmul::plan(const MatmulKey& key) {
   const dnnl::memory::dims x_dims{key.m, key.k}, w_dims{key.k, key.n}, y_dims{key.m, key.n};
   std::string declined;
   try {
-    const dnnl::memory::desc y_md(y_dims, dt::f32, tag::ab);
+    const dnnl::memory::desc y_md(y_dims, dt::f32, dnnl::memory::dims{key.ldy != 0 ? key.ldy : key.n, 1});
     std::optional<dnnl::matmul::primitive_desc> pd;
     for (MatmulType ct : candidates) {
       const dnnl::memory::desc x_md(x_dims, to_dnnl(ct), tag::ab);

@@ -40,6 +40,7 @@ struct MatmulKey {
   MatmulType x_type = MatmulType::F32;
   MatmulType w_type = MatmulType::F32;
   bool packed_weights = false;  ///< execute() takes PackedWeights made by pack() instead of raw W
+  int64_t ldy = 0;              ///< floats between rows of Y (0: n, i.e. Y dense); otherwise >= n
   auto operator<=>(const MatmulKey&) const = default;
 };
 
@@ -99,9 +100,11 @@ class OnednnMatmul {
   MatmulPlan& plan(const MatmulKey& key);
   /// Number of cached plans.
   size_t n_plans() const { return plans_.size(); }
+  /// Drops every cached plan (references returned by plan() become invalid).
+  void clear_plans() { plans_.clear(); }
 
   /// Y = X · W^T. x: [m, k] row-major of key.x_type (read); w: [n, k] row-major of key.w_type (read);
-  /// y: [m, n] row-major f32 (overwritten). Pointers need no alignment. Throws moetier::Error if the
+  /// y: [m, n] f32, row t at y + t * ldy (overwritten; ldy = key.ldy or n). Pointers need no alignment. Throws moetier::Error if the
   /// plan was made for packed weights, or oneDNN fails.
   void execute(MatmulPlan& plan, const void* x, const void* w, float* y);
 

@@ -66,6 +66,7 @@ void run(const RunOptions& o) {
 
   auto g = gguf::GgufModel::open(o.model);
   auto model = models::load_model(g);
+  model->set_gemm_min_tokens(o.gemm_min_batch);
   const auto tok = tokenizer::Tokenizer::from_gguf(g);
   if (tok.n_vocab() != model->hparams().n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
@@ -140,6 +141,7 @@ void run(const RunOptions& o) {
     j["timings"] = {{"prompt_n", st.n_prompt}, {"prompt_ms", st.prompt_ms}, {"prompt_tokens_per_s", st.prompt_tps()},
                     {"predicted_n", st.n_eval}, {"predicted_ms", st.gen_ms}, {"predicted_tokens_per_s", st.gen_tps()}};
     j["threads"] = sched::global_pool().size();
+    j["prefill_gemm"] = {{"min_batch", o.gemm_min_batch}, {"matmuls", model->prefill_gemm_matmuls()}};
     if (tiers && tiers->cache()) {
       const auto t = tiers->cache()->total_stats();
       const auto d = tiers->total_demand();

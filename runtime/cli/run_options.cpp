@@ -12,6 +12,10 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_option("-n,--n-predict", o.n_predict, "Tokens to generate (-1: until EOS or the context is full)");
   sub.add_option("-c,--ctx-size", o.ctx, "Context size in tokens (0: min(4096, training context))");
   sub.add_option("-t,--threads", o.threads, "Worker threads (0: one per allowed physical core)");
+  sub.add_option("--gemm-min-batch", o.gemm_min_batch,
+                 "Batch (tokens per expert, or per dense FFN) from which prefill dequantises weights and runs a "
+                 "oneDNN f32 GEMM, as llama.cpp's BLAS backend does; 0: never (ggml CPU-backend numerics)")
+      ->check(CLI::NonNegativeNumber);
   sub.add_option("--temp", o.temp, "Temperature (0: greedy)");
   sub.add_option("--top-k", o.top_k, "Top-k sampling (0: off)");
   sub.add_option("--top-p", o.top_p, "Top-p sampling (1: off)");

@@ -2,12 +2,15 @@
 
 #include "cpu/dequant.hpp"
 #include "cpu/matmul.hpp"
+#include "cpu/prefill_gemm.hpp"
 #include "scheduler/thread_pool.hpp"
 
 namespace moetier::models {
 
 struct LinearExec::Impl {
   cpu::ActivationBuffer act;
+  std::vector<std::unique_ptr<cpu::PrefillGemmWorker>> gemm;  // one per pool worker, made on first use
+  std::vector<float> x_values;                                 // the GEMM's X: activation_values(act)
 };
 
 LinearExec::LinearExec() : impl_(std::make_unique<Impl>()) {}
@@ -26,6 +29,26 @@ void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, f
   const cpu::ActivationBuffer& act = impl_->act;
   pool.parallel_for(w.n_out, 16, [&](int64_t begin, int64_t end, int) {
     cpu::gemm_rows(w.type, w.data, w.n_in, act, y, w.n_out, begin, end);
+  });
+}
+
+void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
+  if (gemm_min_tokens_ <= 0 || n_tokens < gemm_min_tokens_ || !cpu::prefill_gemm_supports(w.type)) {
+    (*this)(w, x, n_tokens, y, f32_path);
+    return;
+  }
+  ++gemm_matmuls_;
+  // The numbers ggml's dot products multiply: activations quantised (or rounded) for the weight type.
+  cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
+  impl_->x_values.resize(static_cast<size_t>(n_tokens * w.n_in));
+  cpu::activation_values(impl_->act, impl_->x_values.data());
+  const float* xv = impl_->x_values.data();
+  sched::ThreadPool& pool = sched::global_pool();
+  auto& workers = impl_->gemm;
+  while (workers.size() < static_cast<size_t>(pool.size())) workers.push_back(std::make_unique<cpu::PrefillGemmWorker>());
+  // Tiles of kPrefillTileRows rows from row 0 whatever the thread count: results do not depend on -t.
+  pool.parallel_for(w.n_out, cpu::kPrefillTileRows, [&](int64_t begin, int64_t end, int worker) {
+    workers[static_cast<size_t>(worker)]->rows(w.type, w.data, w.n_in, xv, n_tokens, y, w.n_out, begin, end);
   });
 }
 

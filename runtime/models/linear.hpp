@@ -25,12 +25,31 @@ class LinearExec {
   void operator()(const Weight& w, const float* x, int64_t n_tokens, float* y,
                   cpu::F32Path f32_path = cpu::F32Path::kMulMat);
 
+  /// Like operator(), but batches of at least gemm_min_tokens() tokens (and weight types with a dequantiser)
+  /// take the prefill GEMM (cpu/prefill_gemm.hpp: dequantised f32 tiles x oneDNN, one tile range per pool
+  /// worker), as llama.cpp's BLAS backend does for batches of >= 32. The GEMM multiplies the dequantised
+  /// weights by the activations as quantised for ggml's dot product (activation_values), so results equal
+  /// ggml's up to f32 summation order. Used for the FFN matrices (routed, shared and dense).
+  void batch(const Weight& w, const float* x, int64_t n_tokens, float* y,
+             cpu::F32Path f32_path = cpu::F32Path::kMulMat);
+
+  /// Smallest batch batch() sends to the prefill GEMM; 0 = never (ggml's CPU-backend numerics always).
+  void set_gemm_min_tokens(int64_t n) { gemm_min_tokens_ = n; }
+  int64_t gemm_min_tokens() const { return gemm_min_tokens_; }
+  /// Matrix products batch() has sent to the prefill GEMM so far.
+  uint64_t gemm_matmuls() const { return gemm_matmuls_; }
+  /// Default of gemm_min_tokens(): 32, where the GEMM overtakes the GEMV kernels on AVX2 (perf/bench_prefill)
+  /// and llama.cpp's BLAS backend starts too.
+  static constexpr int64_t kDefaultGemmMinTokens = 32;
+
   /// One embedding row: out [w.n_in] f32 = dequantised row `row` of W (ggml_get_rows).
   static void get_row(const Weight& w, int64_t row, float* out);
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  int64_t gemm_min_tokens_ = kDefaultGemmMinTokens;
+  uint64_t gemm_matmuls_ = 0;
 };
 
 }  // namespace moetier::models

@@ -47,6 +47,12 @@ class Model {
   void forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                const ForwardOptions& opt = {});
 
+  /// Smallest per-matrix batch of the FFNs (tokens routed to one expert; the whole batch for dense and
+  /// shared FFNs) computed by the prefill GEMM instead of ggml's dot products (LinearExec::batch); 0 = never.
+  void set_gemm_min_tokens(int64_t n) { lin_.set_gemm_min_tokens(n); }
+  /// Matrix products computed by the prefill GEMM so far (profiling and tests).
+  uint64_t prefill_gemm_matmuls() const { return lin_.gemm_matmuls(); }
+
   /// Replaces how routed experts are obtained (the tiered expert store installs itself here; nullptr
   /// restores the resident provider). `p` must outlive its use.
   void set_expert_provider(ExpertProvider* p) { provider_ = p ? p : resident_.get(); }

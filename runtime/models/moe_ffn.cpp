@@ -11,8 +11,14 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
   const int64_t n_ff = w.gate.n_out;
   gate_.resize(static_cast<size_t>(m * n_ff));
   up_.resize(static_cast<size_t>(m * n_ff));
-  lin_(w.gate, x, m, gate_.data(), path);
-  lin_(w.up, x, m, up_.data(), path);
+  // Routed experts (kVecDot: ggml's mul_mat_id) may take the prefill GEMM for large per-expert batches;
+  // dense and shared FFNs keep ggml's mul_mat order.
+  auto linear = [&](const Weight& wt, const float* in, float* out) {
+    if (path == cpu::F32Path::kVecDot) lin_.batch(wt, in, m, out, path);
+    else lin_(wt, in, m, out, path);
+  };
+  linear(w.gate, x, gate_.data());
+  linear(w.up, x, up_.data());
   for (int64_t t = 0; t < m; ++t) {
     float* g = gate_.data() + t * n_ff;
     float* u = up_.data() + t * n_ff;
@@ -31,7 +37,7 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
       }
     }
   }
-  lin_(w.down, gate_.data(), m, y, path);
+  linear(w.down, gate_.data(), y);
   if (w.down_bias)
     for (int64_t t = 0; t < m; ++t)
       for (int64_t i = 0; i < w.down.n_out; ++i) y[t * w.down.n_out + i] += w.down_bias[i];

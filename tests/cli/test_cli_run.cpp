@@ -115,6 +115,17 @@ const TinyModel& tiny() {
   return m;
 }
 
+/// A synthesized tiny-deepseek2 (Q4_K requested): its expert outputs are large enough against the residual
+/// that another f32 summation order in the experts shows in the logits (tiny-qwen3moe's do not).
+struct TinyDeepseek {
+  TempDir dir;
+  std::string path = dir.file("tiny-deepseek2.gguf");
+  TinyDeepseek() {
+    const RunResult r = run_cli(dir, {"synth", "--preset", "tiny-deepseek2", "--type", "Q4_K", "-o", path});
+    if (r.status != 0) FAIL("moetier synth failed: " << r.err);
+  }
+};
+
 const std::string kPrompt = "The quick brown fox jumps over the lazy dog, and then it runs far away into the woods.";
 
 }  // namespace
@@ -164,6 +175,43 @@ TEST_CASE("run: the same command twice gives the same tokens; -t 1 and -t 2 give
   const std::vector<std::string> sampled = {"run", "-m", tiny().path, "-p", kPrompt, "-n", "8", "--temp", "1.5",
                                             "--seed", "7", "--json"};
   CHECK(run_json(dir, sampled)["generated_tokens"] == run_json(dir, sampled)["generated_tokens"]);
+}
+
+TEST_CASE("run: --gemm-min-batch 1 sends expert batches to the prefill GEMM; -t 1 = -t 2; close to ggml's path") {
+  TempDir dir;
+  const TinyDeepseek model;
+  std::vector<std::string> dumps;
+  std::vector<Json> js;
+  for (const char* opt : {"1", "1", "0"}) {
+    const std::string threads = dumps.size() == 1 ? "2" : "1";
+    CAPTURE(opt);
+    CAPTURE(threads);
+    const std::string dump = dir.file("logits-" + std::to_string(dumps.size()) + ".f32");
+    js.push_back(run_json(dir, {"run", "-m", model.path, "-p", kPrompt, "-n", "2", "--temp", "0", "-t", threads,
+                                "--gemm-min-batch", opt, "--json", "--dump-logits", dump}));
+    dumps.push_back(slurp(dump));
+    REQUIRE(dumps.back().size() == 512 * sizeof(float));
+  }
+  // Every MoE layer's expert FFNs (3 matrices per routed expert) went through the GEMM, then none.
+  CHECK(js[0]["prefill_gemm"]["matmuls"].get<uint64_t>() >= 3);
+  CHECK(js[1]["prefill_gemm"]["matmuls"] == js[0]["prefill_gemm"]["matmuls"]);
+  CHECK(js[2]["prefill_gemm"]["matmuls"] == 0);
+  CHECK(dumps[1] == dumps[0]);  // bit-identical with 1 and 2 threads
+  std::vector<float> gemm(512), dot(512);
+  std::memcpy(gemm.data(), dumps[0].data(), dumps[0].size());
+  std::memcpy(dot.data(), dumps[2].data(), dumps[2].size());
+  CHECK(dumps[2] != dumps[0]);  // another summation order: not the same bits
+  // Same products in another f32 order; random-weight models amplify it through re-quantised
+  // activations, so the bound is loose, but a wrong GEMM (transposed tile, wrong rows) is far outside it.
+  double num = 0, den = 0, dd = 0;
+  for (size_t i = 0; i < gemm.size(); ++i) {
+    num += double(gemm[i]) * dot[i];
+    den += double(gemm[i]) * gemm[i];
+    dd += double(dot[i]) * dot[i];
+  }
+  const double cosine = num / std::sqrt(den * dd);
+  MESSAGE("prefill GEMM vs ggml dot products: cosine of the last logits ", cosine);
+  CHECK(cosine > 0.999);
 }
 
 TEST_CASE("run: a prompt longer than the context is one error line and exit 1") {

@@ -1,0 +1,63 @@
+// Prefill GEMM for ggml-typed weights: Y = X · W^T for batches of many tokens. Computed the way llama.cpp's
+// BLAS backend computes mul_mat for batches of >= 32 tokens (ggml-blas.cpp: dequantise W to f32, then one
+// sgemm), but in tiles of W rows: each tile is dequantised once into a per-thread buffer that stays in
+// cache and multiplied by all tokens with a single-threaded oneDNN f32 matmul. Threads take disjoint tile
+// ranges (each streams its own slice of W), so there is one pool (the caller's) and no nested OpenMP team.
+//
+// The activations are first prepared exactly as for the dot-product path (quantize_activations: Q8_0 /
+// Q8_1 / Q8_K blocks, or values rounded to F16 / BF16) and turned back into f32 (activation_values), so
+// the GEMM multiplies the same numbers ggml's vec_dot multiplies; only the f32 summation order differs
+// (relative differences of ~1e-6 instead of the ~0.5% that quantising activations adds). Results do not
+// depend on the thread count or on the row split as long as splits fall on multiples of kPrefillTileRows.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/ggml_type.hpp"
+#include "cpu/matmul.hpp"
+
+namespace moetier::cpu {
+
+/// Rows of W per tile: dequantised once, then multiplied by every token of the batch.
+inline constexpr int64_t kPrefillTileRows = 128;
+
+/// Whether `t` can go through the prefill GEMM: every type dequantize_row supports (F32, F16, BF16,
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, MXFP4).
+bool prefill_gemm_supports(GgmlType t);
+
+/// x [act.n_tokens(), act.n_in()] f32 row-major (written) = the values the rows of `act` stand for: d * q
+/// for Q8_0 / Q8_1 / Q8_K blocks (exact in f32), the stored f32 values otherwise. Single-threaded.
+/// Throws moetier::Error for an activation type it does not know.
+void activation_values(const ActivationBuffer& act, float* x);
+
+/// Per-thread state of the prefill GEMM: a oneDNN engine, stream and plan cache, and the dequantised tile
+/// (kPrefillTileRows x n_in f32, grown on demand). Use one per thread; not shareable between threads.
+class PrefillGemmWorker {
+ public:
+  /// Throws moetier::Error if oneDNN cannot create its CPU engine.
+  PrefillGemmWorker();
+  ~PrefillGemmWorker();
+  PrefillGemmWorker(const PrefillGemmWorker&) = delete;
+  PrefillGemmWorker& operator=(const PrefillGemmWorker&) = delete;
+
+  /// y[t * ldy + o] (written) = dot(W row o, x row t) for o in [row_begin, row_end) and t < m.
+  /// w: W [n_out, n_in], rows of ggml_row_bytes(type, n_in) bytes, contiguous (read); x: [m, n_in] f32
+  /// row-major (read); ldy >= row_end. Tiles start at row_begin and have kPrefillTileRows rows (the last
+  /// may be shorter). oneDNN runs on the calling thread only (its OpenMP thread count is set to 1 for the
+  /// call and restored), so this may be called from pool workers. Throws moetier::Error if the type is not
+  /// supported, n_in is not a multiple of its block size, a dimension is not positive, or oneDNN fails.
+  void rows(GgmlType type, const void* w, int64_t n_in, const float* x, int64_t m, float* y, int64_t ldy,
+            int64_t row_begin, int64_t row_end);
+
+  /// oneDNN's implementation name of the most recent GEMM (e.g. "gemm:jit"), for benchmarks; "" before.
+  const std::string& implementation() const { return implementation_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string implementation_;
+};
+
+}  // namespace moetier::cpu

@@ -1,0 +1,135 @@
+// Prefill GEMM (cpu/prefill_gemm.hpp): dequantised tiles x activation values through oneDNN equal the
+// product in double for every weight type and awkward shape, agree with ggml's dot-product path up to f32
+// summation order, do not depend on the tile-aligned row split, and reject bad arguments.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <bit>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "common/error.hpp"
+#include "cpu/dequant.hpp"
+#include "cpu/matmul.hpp"
+#include "cpu/prefill_gemm.hpp"
+#include "cpu/vec_dot.hpp"
+#include "format_reader.hpp"
+
+using namespace moetier;
+using namespace moetier::cpu;
+
+namespace {
+
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
+                           GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::MXFP4, GgmlType::Q2_K,
+                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+std::vector<uint8_t> random_weights(GgmlType t, int64_t n_out, int64_t n_in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const size_t rb = ggml_row_bytes(t, static_cast<uint64_t>(n_in));
+  std::vector<uint8_t> w(rb * static_cast<size_t>(n_out));
+  for (int64_t r = 0; r < n_out; ++r) test::randomize_row(t, w.data() + r * rb, n_in, rng);
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("prefill GEMM: every type and awkward shape equals the product in double") {
+  PrefillGemmWorker worker;
+  for (GgmlType t : kTypes) {
+    REQUIRE(prefill_gemm_supports(t));
+    const int64_t bs = matmul_block_size(t) == 1 ? 16 : matmul_block_size(t);
+    struct Shape { int64_t n_out, n_in, m; };
+    // A single block and token; a tile plus a 2-row tail with 33 tokens; two tiles and a tail of 1.
+    const Shape shapes[] = {{1, bs, 1}, {kPrefillTileRows + 2, bs * 3, 33}, {2 * kPrefillTileRows + 1, bs * 2, 5}};
+    for (const auto& s : shapes) {
+      INFO(ggml_type_name(t), " ", s.n_out, "x", s.n_in, " tokens ", s.m);
+      const auto w = random_weights(t, s.n_out, s.n_in, static_cast<uint32_t>(s.n_out + s.n_in));
+      const auto x = test::gaussian(s.m * s.n_in, 5);
+      ActivationBuffer act;
+      quantize_activations(t, x.data(), s.m, s.n_in, act, F32Path::kVecDot);
+      std::vector<float> xv(x.size());
+      activation_values(act, xv.data());
+      std::vector<float> y(static_cast<size_t>(s.m * s.n_out), NAN), ydot(y.size(), NAN);
+      worker.rows(t, w.data(), s.n_in, xv.data(), s.m, y.data(), s.n_out, 0, s.n_out);
+      gemm_rows(t, w.data(), s.n_in, act, ydot.data(), s.n_out, 0, s.n_out);
+      const size_t rb = ggml_row_bytes(t, static_cast<uint64_t>(s.n_in));
+      std::vector<float> wr(static_cast<size_t>(s.n_in));
+      int bad = 0, bad_dot = 0;
+      for (int64_t r = 0; r < s.n_out; ++r) {
+        dequantize_row(t, w.data() + r * rb, wr.data(), s.n_in);
+        for (int64_t tok = 0; tok < s.m; ++tok) {
+          double exact = 0, mag = 0;
+          for (int64_t i = 0; i < s.n_in; ++i) {
+            exact += double(wr[i]) * xv[tok * s.n_in + i];
+            mag += std::fabs(double(wr[i]) * xv[tok * s.n_in + i]);
+          }
+          const double got = y[tok * s.n_out + r];
+          bad += !(std::fabs(got - exact) <= 1e-5 * mag + 1e-7);
+          // ggml's path multiplies the same numbers (Q*_1 / K-quant mins use fp16 / int16 block sums of the
+          // activations, hence 1e-3 there).
+          bad_dot += !(std::fabs(got - ydot[tok * s.n_out + r]) <= 1e-3 * mag + 1e-6);
+        }
+      }
+      CHECK(bad == 0);
+      CHECK(bad_dot == 0);
+    }
+  }
+}
+
+TEST_CASE("activation_values: the f32 numbers ggml's dot product multiplies") {
+  const int64_t n = 512, m = 3;
+  const auto x = test::gaussian(m * n, 9);
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K}) {
+    INFO(ggml_type_name(t), " (activations ", ggml_type_name(vec_dot_type_for(t)), ")");
+    ActivationBuffer act;
+    quantize_activations(t, x.data(), m, n, act, F32Path::kVecDot);
+    std::vector<float> xv(x.size(), NAN);
+    activation_values(act, xv.data());
+    const int64_t blk = vec_dot_type_for(t) == GgmlType::Q8_K ? 256 : 32;
+    int bad = 0;
+    for (int64_t b = 0; b < m * n; b += blk) {
+      float amax = 0;
+      for (int64_t i = b; i < b + blk; ++i) amax = std::max(amax, std::fabs(x[i]));
+      for (int64_t i = b; i < b + blk; ++i) {
+        const GgmlType at = vec_dot_type_for(t);
+        const double tol = at == GgmlType::F32 ? 0.0 : at == GgmlType::F16 ? std::fabs(x[i]) * 1e-3 :
+                           at == GgmlType::BF16 ? std::fabs(x[i]) * 8e-3 :
+                           // half a step, plus (Q8_0 / Q8_1) the fp16 rounding of the scale times |q| <= 127
+                           amax / 127.0 * 0.5001 + (at == GgmlType::Q8_K ? 1e-7 : amax * 0x1p-11);
+        bad += !(std::fabs(xv[i] - x[i]) <= tol);
+      }
+    }
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("prefill GEMM: results do not depend on a tile-aligned row split; OpenMP thread count restored") {
+  const GgmlType t = GgmlType::Q4_K;
+  const int64_t n_out = 3 * kPrefillTileRows + 7, n_in = 512, m = 40;
+  const auto w = random_weights(t, n_out, n_in, 3);
+  const auto x = test::gaussian(m * n_in, 4);
+  PrefillGemmWorker a, b;
+  const int omp_before = omp_get_max_threads();
+  std::vector<float> whole(static_cast<size_t>(m * n_out)), split(whole.size());
+  a.rows(t, w.data(), n_in, x.data(), m, whole.data(), n_out, 0, n_out);
+  CHECK(omp_get_max_threads() == omp_before);
+  b.rows(t, w.data(), n_in, x.data(), m, split.data(), n_out, 0, kPrefillTileRows);
+  a.rows(t, w.data(), n_in, x.data(), m, split.data(), n_out, kPrefillTileRows, n_out);
+  int diff = 0;
+  for (size_t i = 0; i < whole.size(); ++i) diff += std::bit_cast<uint32_t>(whole[i]) != std::bit_cast<uint32_t>(split[i]);
+  CHECK(diff == 0);
+  CHECK_FALSE(a.implementation().empty());
+}
+
+TEST_CASE("prefill GEMM: argument errors throw moetier::Error") {
+  PrefillGemmWorker w;
+  std::vector<uint8_t> wt(4096);
+  std::vector<float> x(256), y(256);
+  CHECK_THROWS_AS(w.rows(GgmlType::IQ4_XS, wt.data(), 256, x.data(), 1, y.data(), 1, 0, 1), Error);
+  CHECK_THROWS_AS(w.rows(GgmlType::Q4_K, wt.data(), 100, x.data(), 1, y.data(), 1, 0, 1), Error);  // not a block multiple
+  CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 0, y.data(), 1, 0, 1), Error);   // no tokens
+  CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 1, y.data(), 1, 0, 2), Error);   // ldy < row_end
+  CHECK_NOTHROW(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 1, y.data(), 1, 1, 1));            // empty range
+}
