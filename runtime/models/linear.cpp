@@ -18,22 +18,39 @@ LinearExec::~LinearExec() = default;
 
 void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
   cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
+  apply(w, impl_->act, y);
+}
+
+void LinearExec::apply(const Weight& w, const cpu::ActivationBuffer& act, float* y) {
+  apply_pair(w, nullptr, act, y, nullptr);
+}
+
+void LinearExec::apply_pair(const Weight& w1, const Weight* w2, const cpu::ActivationBuffer& act, float* y1,
+                            float* y2) {
+  const int64_t n1 = w1.n_out, n2 = w2 ? w2->n_out : 0, n_tokens = act.n_tokens();
+  cpu::check_gemm_rows(w1.type, w1.n_in, act, n1, 0, n1);
+  if (w2) cpu::check_gemm_rows(w2->type, w2->n_in, act, n2, 0, n2);
+  // Rows [0, n1) are w1's, [n1, n1 + n2) w2's; one range may cover parts of both.
+  auto rows = [&](int64_t begin, int64_t end) {
+    if (begin < n1) cpu::gemm_rows(w1.type, w1.data, w1.n_in, act, y1, n1, begin, std::min(end, n1));
+    if (end > n1) cpu::gemm_rows(w2->type, w2->data, w2->n_in, act, y2, n2, std::max(begin, n1) - n1, end - n1);
+  };
   // Below ~64 K multiply-adds a dispatch to the pool costs more than it saves.
   constexpr int64_t kMinParallelWork = 1 << 16;
   sched::ThreadPool& pool = sched::global_pool();
-  if (pool.size() == 1 || w.n_out * w.n_in * n_tokens < kMinParallelWork || w.n_out < 32) {
-    cpu::gemm_rows(w.type, w.data, w.n_in, impl_->act, y, w.n_out, 0, w.n_out);
+  if (pool.size() == 1 || (n1 + n2) * w1.n_in * n_tokens < kMinParallelWork || n1 + n2 < 32) {
+    rows(0, n1 + n2);
     return;
   }
-  cpu::check_gemm_rows(w.type, w.n_in, impl_->act, w.n_out, 0, w.n_out);
-  const cpu::ActivationBuffer& act = impl_->act;
-  pool.parallel_for(w.n_out, 16, [&](int64_t begin, int64_t end, int) {
-    cpu::gemm_rows(w.type, w.data, w.n_in, act, y, w.n_out, begin, end);
-  });
+  pool.parallel_for(n1 + n2, cpu::kGemmRowAlign, [&](int64_t begin, int64_t end, int) { rows(begin, end); });
+}
+
+bool LinearExec::takes_gemm(const Weight& w, int64_t n_tokens) const {
+  return gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type);
 }
 
 void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
-  if (gemm_min_tokens_ <= 0 || n_tokens < gemm_min_tokens_ || !cpu::prefill_gemm_supports(w.type)) {
+  if (!takes_gemm(w, n_tokens)) {
     (*this)(w, x, n_tokens, y, f32_path);
     return;
   }

@@ -25,6 +25,17 @@ class LinearExec {
   void operator()(const Weight& w, const float* x, int64_t n_tokens, float* y,
                   cpu::F32Path f32_path = cpu::F32Path::kMulMat);
 
+  /// y [act.n_tokens(), w.n_out] f32 (written) = activations already prepared for w's type
+  /// (cpu::quantize_activations) · W^T; lets several matrices share one quantisation of x.
+  void apply(const Weight& w, const cpu::ActivationBuffer& act, float* y);
+  /// apply() for two matrices of the same input (e.g. an FFN's gate and up; w2's type must take the same
+  /// activations), rows of both split over the pool in one dispatch. w2 may be null (then y2 is unused).
+  /// Throws moetier::Error (before any work) if act does not fit either weight.
+  void apply_pair(const Weight& w1, const Weight* w2, const cpu::ActivationBuffer& act, float* y1, float* y2);
+
+  /// Whether batch() would send this matrix and batch size to the prefill GEMM.
+  bool takes_gemm(const Weight& w, int64_t n_tokens) const;
+
   /// Like operator(), but batches of at least gemm_min_tokens() tokens (and weight types with a dequantiser)
   /// take the prefill GEMM (cpu/prefill_gemm.hpp: dequantised f32 tiles x oneDNN, one tile range per pool
   /// worker), as llama.cpp's BLAS backend does for batches of >= 32. The GEMM multiplies the dequantised

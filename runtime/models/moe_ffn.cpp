@@ -4,21 +4,38 @@
 #include <cmath>
 
 #include "cpu/ops.hpp"
+#include "cpu/vec_dot.hpp"
 
 namespace moetier::models {
 
-void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path) {
+void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path,
+                       bool same_input) {
   const int64_t n_ff = w.gate.n_out;
   gate_.resize(static_cast<size_t>(m * n_ff));
   up_.resize(static_cast<size_t>(m * n_ff));
-  // Routed experts (kVecDot: ggml's mul_mat_id) may take the prefill GEMM for large per-expert batches;
+  // Routed experts (kVecDot: ggml's mul_mat_id) take the prefill GEMM for large per-expert batches;
   // dense and shared FFNs keep ggml's mul_mat order.
+  const bool gemm = path == cpu::F32Path::kVecDot && lin_.takes_gemm(w.gate, m);
   auto linear = [&](const Weight& wt, const float* in, float* out) {
     if (path == cpu::F32Path::kVecDot) lin_.batch(wt, in, m, out, path);
     else lin_(wt, in, m, out, path);
   };
-  linear(w.gate, x, gate_.data());
-  linear(w.up, x, up_.data());
+  if (gemm) {
+    linear(w.gate, x, gate_.data());
+    linear(w.up, x, up_.data());
+  } else {
+    // x quantised once for gate and up (and, for same_input, kept for the next expert of the layer); both
+    // matrices in one dispatch when they take the same activations.
+    const GgmlType at = cpu::vec_dot_type_for(w.gate.type);
+    if (!(same_input && xq_valid_ && xq_.type() == at && xq_.n_tokens() == m && xq_.n_in() == w.gate.n_in &&
+          w.gate.type != GgmlType::F32)) {
+      cpu::quantize_activations(w.gate.type, x, m, w.gate.n_in, xq_, path);
+      xq_valid_ = same_input;
+    }
+    const bool pair = w.up.type != GgmlType::F32 && cpu::vec_dot_type_for(w.up.type) == at && w.up.n_in == w.gate.n_in;
+    lin_.apply_pair(w.gate, pair ? &w.up : nullptr, xq_, gate_.data(), up_.data());
+    if (!pair) lin_(w.up, x, m, up_.data(), path);
+  }
   for (int64_t t = 0; t < m; ++t) {
     float* g = gate_.data() + t * n_ff;
     float* u = up_.data() + t * n_ff;
@@ -84,6 +101,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
   group_begin_.push_back(order_.size());
 
   slots_.resize(static_cast<size_t>(n_tokens * k * n_embd));
+  xq_valid_ = false;  // a new layer's input
   experts.begin(layer, distinct_);
   FfnWeights fw;
   for (int32_t e; (e = experts.next(fw)) >= 0;) {
@@ -96,7 +114,8 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
       std::copy_n(x + token * n_embd, n_embd, gathered_.data() + r * n_embd);
     }
     out_rows_.resize(static_cast<size_t>(m * n_embd));
-    ffn_rows(fw, gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot);
+    // With one token every expert of the layer multiplies the same row: its quantisation is reused.
+    ffn_rows(fw, gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot, n_tokens == 1);
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(order_[begin + r]) * n_embd);
   }

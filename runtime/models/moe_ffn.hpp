@@ -51,8 +51,13 @@ class FfnExec {
 
  private:
   /// path: kVecDot for routed experts (ggml mul_mat_id), kMulMat for dense and shared FFNs.
-  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path);
+  /// same_input: x holds the same rows as in the previous call since the last reset of xq_valid_ (decode:
+  /// every expert of a layer sees the one token), so its quantisation may be reused.
+  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path,
+                bool same_input = false);
   LinearExec& lin_;
+  cpu::ActivationBuffer xq_;  // x quantised for the current FFN's gate / up
+  bool xq_valid_ = false;
   std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
   std::vector<int32_t> ids_, order_, distinct_;
   std::vector<size_t> group_begin_;
