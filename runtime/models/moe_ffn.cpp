@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/error.hpp"
 #include "cpu/ops.hpp"
 #include "cpu/vec_dot.hpp"
 
@@ -74,57 +75,43 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
     for (int64_t t = 0; t < n_tokens; ++t)
       for (int64_t e = 0; e < n_exp; ++e) logits_[t * n_exp + e] += w.router_bias[e];
 
-  ids_.resize(static_cast<size_t>(n_tokens * k));
-  wts_.resize(static_cast<size_t>(n_tokens * k));
+  routing_.resize(n_tokens, k);
   scratch_.resize(static_cast<size_t>(3 * n_exp + 64));
   for (int64_t t = 0; t < n_tokens; ++t)
-    route_token(cfg, logits_.data() + t * n_exp, ids_.data() + t * k, wts_.data() + t * k, scratch_.data());
+    route_token(cfg, logits_.data() + t * n_exp, routing_.ids.data() + t * k, routing_.weights.data() + t * k,
+                scratch_.data());
   if (record) {
-    record->ids.assign(ids_.begin(), ids_.end());
-    record->weights.assign(wts_.begin(), wts_.end());
+    record->ids.assign(routing_.ids.begin(), routing_.ids.end());
+    record->weights.assign(routing_.weights.begin(), routing_.weights.end());
     record->logits.assign(logits_.begin(), logits_.end());
   }
 
-  // Expert-major batch: for each expert, the (token, slot) pairs routed to it, in token order.
-  order_.resize(static_cast<size_t>(n_tokens * k));
-  for (int64_t i = 0; i < n_tokens * k; ++i) order_[i] = static_cast<int32_t>(i);
-  std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return ids_[a] < ids_[b]; });
-
-  // Distinct experts (ascending) and where each one's group starts in order_.
-  distinct_.clear();
-  group_begin_.clear();
-  for (size_t i = 0; i < order_.size(); ++i)
-    if (i == 0 || ids_[order_[i]] != ids_[order_[i - 1]]) {
-      distinct_.push_back(ids_[order_[i]]);
-      group_begin_.push_back(i);
-    }
-  group_begin_.push_back(order_.size());
-
+  // Expert-major: gather each expert's tokens, one FFN per expert, scatter its rows back to their slots.
+  batches_.build(routing_);
   slots_.resize(static_cast<size_t>(n_tokens * k * n_embd));
   xq_valid_ = false;  // a new layer's input
-  experts.begin(layer, distinct_);
+  experts.begin(layer, batches_.experts());
   FfnWeights fw;
   for (int32_t e; (e = experts.next(fw)) >= 0;) {
-    const size_t gi = static_cast<size_t>(std::lower_bound(distinct_.begin(), distinct_.end(), e) - distinct_.begin());
-    const size_t begin = group_begin_[gi], end = group_begin_[gi + 1];
-    const int64_t m = static_cast<int64_t>(end - begin);
+    const int64_t gi = batches_.index_of(e);
+    if (gi < 0) fail("expert provider returned expert {} of layer {}, which no token was routed to", e, layer);
+    const std::span<const int32_t> slots = batches_.slots(static_cast<size_t>(gi));
+    const int64_t m = static_cast<int64_t>(slots.size());
     gathered_.resize(static_cast<size_t>(m * n_embd));
-    for (int64_t r = 0; r < m; ++r) {
-      const int64_t token = order_[begin + r] / k;
-      std::copy_n(x + token * n_embd, n_embd, gathered_.data() + r * n_embd);
-    }
+    for (int64_t r = 0; r < m; ++r)
+      std::copy_n(x + batches_.token_of(slots[r]) * n_embd, n_embd, gathered_.data() + r * n_embd);
     out_rows_.resize(static_cast<size_t>(m * n_embd));
     // With one token every expert of the layer multiplies the same row: its quantisation is reused.
     ffn_rows(fw, gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot, n_tokens == 1);
     for (int64_t r = 0; r < m; ++r)
-      std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(order_[begin + r]) * n_embd);
+      std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(slots[r]) * n_embd);
   }
 
   // Weighted sum in slot order: y = ((w0*e0 + w1*e1) + w2*e2) + ... (ggml_mul then successive ggml_add).
   for (int64_t t = 0; t < n_tokens; ++t) {
     float* yt = y + t * n_embd;
     for (int64_t s = 0; s < k; ++s) {
-      const float wk = wts_[t * k + s];
+      const float wk = routing_.weights[t * k + s];
       const float* e = slots_.data() + (t * k + s) * n_embd;
       if (s == 0)
         for (int64_t i = 0; i < n_embd; ++i) yt[i] = e[i] * wk;

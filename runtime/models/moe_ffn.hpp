@@ -11,6 +11,7 @@
 #include "runtime/models/expert_provider.hpp"
 #include "runtime/models/linear.hpp"
 #include "runtime/models/router.hpp"
+#include "runtime/models/routing_layout.hpp"
 #include "runtime/models/weights.hpp"
 
 namespace moetier::models {
@@ -59,9 +60,8 @@ class FfnExec {
   cpu::ActivationBuffer xq_;  // x quantised for the current FFN's gate / up
   bool xq_valid_ = false;
   std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
-  std::vector<int32_t> ids_, order_, distinct_;
-  std::vector<size_t> group_begin_;
-  std::vector<float> wts_;
+  TokenRouting routing_;   // token-major, from the router
+  ExpertBatches batches_;  // expert-major, for the expert FFNs
 };
 
 }  // namespace moetier::models
