@@ -41,13 +41,19 @@ void ActivationBuffer::reserve(GgmlType type, int64_t n_tokens, int64_t n_in) {
   row_stride_ = stride;
 }
 
-void quantize_activations(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
-                          ActivationBuffer& act, F32Path f32_path) {
+void prepare_activations(GgmlType weight_type, int64_t n_tokens, int64_t n_in, ActivationBuffer& act,
+                         F32Path f32_path) {
   check_shape(weight_type, n_tokens, n_in, "quantize_activations");
-  const GgmlType type = vec_dot_type_for(weight_type);
-  act.reserve(type, n_tokens, n_in);
+  act.reserve(vec_dot_type_for(weight_type), n_tokens, n_in);
   act.f32_path_ = f32_path;
-  for (int64_t t = 0; t < n_tokens; ++t) {
+}
+
+void quantize_activation_rows(const float* x, int64_t t_begin, int64_t t_end, ActivationBuffer& act) {
+  const GgmlType type = act.type();
+  const int64_t n_in = act.n_in();
+  if (t_begin < 0 || t_begin > t_end || t_end > act.n_tokens())
+    fail("quantize_activation_rows: rows [{}, {}) are not within the {} prepared", t_begin, t_end, act.n_tokens());
+  for (int64_t t = t_begin; t < t_end; ++t) {
     const float* xt = x + t * n_in;
     void* dst = act.mutable_row(t);
     switch (type) {
@@ -67,6 +73,12 @@ void quantize_activations(GgmlType weight_type, const float* x, int64_t n_tokens
       }
     }
   }
+}
+
+void quantize_activations(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
+                          ActivationBuffer& act, F32Path f32_path) {
+  prepare_activations(weight_type, n_tokens, n_in, act, f32_path);
+  quantize_activation_rows(x, 0, n_tokens, act);
 }
 
 void check_gemm_rows(GgmlType weight_type, int64_t n_in, const ActivationBuffer& act, int64_t n_out,

@@ -48,7 +48,8 @@ class ActivationBuffer {
   size_t capacity_bytes() const { return data_.size(); }
 
  private:
-  friend void quantize_activations(GgmlType, const float*, int64_t, int64_t, ActivationBuffer&, F32Path);
+  friend void prepare_activations(GgmlType, int64_t, int64_t, ActivationBuffer&, F32Path);
+  friend void quantize_activation_rows(const float*, int64_t, int64_t, ActivationBuffer&);
   void* mutable_row(int64_t t) { return data_.data() + static_cast<size_t>(t) * row_stride_; }
   AlignedBuffer data_;
   GgmlType type_ = GgmlType::F32;
@@ -64,6 +65,14 @@ class ActivationBuffer {
 /// n_tokens/n_in < 0. Allocates only when act must grow.
 void quantize_activations(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
                           ActivationBuffer& act, F32Path f32_path = F32Path::kMulMat);
+
+/// quantize_activations in two steps, so that rows can be quantised on several threads: prepare sizes act
+/// for n_tokens x n_in of vec_dot_type_for(weight_type) and records f32_path (same checks and throws as
+/// quantize_activations); quantize_activation_rows then fills rows [t_begin, t_end) from x [n_tokens, n_in]
+/// (thread-safe for disjoint ranges; throws moetier::Error for a range outside the prepared rows).
+void prepare_activations(GgmlType weight_type, int64_t n_tokens, int64_t n_in, ActivationBuffer& act,
+                         F32Path f32_path = F32Path::kMulMat);
+void quantize_activation_rows(const float* x, int64_t t_begin, int64_t t_end, ActivationBuffer& act);
 
 /// Row-range granularity for splitting gemm_rows over threads: ranges starting at multiples of it keep the
 /// SIMD kernels on their 8-row fast path and threads' outputs on separate 64-byte lines. Any split gives

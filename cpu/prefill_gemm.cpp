@@ -36,9 +36,11 @@ constexpr size_t kMaxPlans = 256;
 
 bool prefill_gemm_supports(GgmlType t) { return can_dequantize(t); }
 
-void activation_values(const ActivationBuffer& act, float* x) {
+void activation_values(const ActivationBuffer& act, float* x) { activation_values(act, x, 0, act.n_tokens()); }
+
+void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, int64_t t_end) {
   const int64_t n = act.n_in();
-  for (int64_t t = 0; t < act.n_tokens(); ++t) {
+  for (int64_t t = t_begin; t < t_end; ++t) {
     float* out = x + t * n;
     switch (act.type()) {
       case GgmlType::Q8_0: {

@@ -31,6 +31,8 @@ bool prefill_gemm_supports(GgmlType t);
 /// for Q8_0 / Q8_1 / Q8_K blocks (exact in f32), the stored f32 values otherwise. Single-threaded.
 /// Throws moetier::Error for an activation type it does not know.
 void activation_values(const ActivationBuffer& act, float* x);
+/// activation_values for token rows [t_begin, t_end) only (thread-safe for disjoint ranges).
+void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, int64_t t_end);
 
 /// Per-thread state of the prefill GEMM: a oneDNN engine, stream and plan cache, and the dequantised tile
 /// (kPrefillTileRows x n_in f32, grown on demand). Use one per thread; not shareable between threads.

@@ -125,8 +125,7 @@ class Deepseek2Model final : public Model {
     a.scale = kq_scale_;
     lat_.resize(static_cast<size_t>(n * nh * lora));
     a.out = lat_.data();
-    scratch_.resize(static_cast<size_t>(cache.n_past + n));
-    cpu::attention(a, 0, nh, scratch_.data());
+    run_attention(a, nh);
 
     heads_.resize(static_cast<size_t>(n * nh * vd));
     for (int64_t h = 0; h < nh; ++h) {
@@ -147,7 +146,7 @@ class Deepseek2Model final : public Model {
   std::vector<Layer> layers_;
   cpu::RopeParams rope_;
   float kq_scale_ = 1.0f;
-  std::vector<float> q_, qa_, kv_, qabs_, nope_, tmp_, cs_, lat_, scratch_, heads_, vout_;
+  std::vector<float> q_, qa_, kv_, qabs_, nope_, tmp_, cs_, lat_, heads_, vout_;
 };
 
 }  // namespace

@@ -102,8 +102,7 @@ class StandardModel final : public Model {
     a.scale = 1.0f / std::sqrt(static_cast<float>(dk));
     attn_.resize(static_cast<size_t>(n * hp_.n_head * dv));
     a.out = attn_.data();
-    scratch_.resize(static_cast<size_t>(cache.n_past + n));
-    cpu::attention(a, 0, hp_.n_head, scratch_.data());
+    run_attention(a, hp_.n_head);
     lin_(L.wo, attn_.data(), n, out);
   }
 
@@ -121,7 +120,7 @@ class StandardModel final : public Model {
   }
   std::vector<Layer> layers_;
   cpu::RopeParams rope_;
-  std::vector<float> q_, k_, v_, cs_, attn_, scratch_;
+  std::vector<float> q_, k_, v_, cs_, attn_;
 };
 
 }  // namespace

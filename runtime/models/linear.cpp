@@ -16,8 +16,24 @@ struct LinearExec::Impl {
 LinearExec::LinearExec() : impl_(std::make_unique<Impl>()) {}
 LinearExec::~LinearExec() = default;
 
+namespace {
+// Below this many activation elements one thread quantises (a dispatch costs about a microsecond).
+constexpr int64_t kMinParallelQuantize = 1 << 14;
+}  // namespace
+
+void LinearExec::quantize(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
+                          cpu::ActivationBuffer& act, cpu::F32Path f32_path) {
+  cpu::prepare_activations(weight_type, n_tokens, n_in, act, f32_path);
+  sched::ThreadPool& pool = sched::global_pool();
+  if (pool.size() == 1 || n_tokens < 2 || n_tokens * n_in < kMinParallelQuantize) {
+    cpu::quantize_activation_rows(x, 0, n_tokens, act);
+    return;
+  }
+  pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) { cpu::quantize_activation_rows(x, b, e, act); });
+}
+
 void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
-  cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
+  quantize(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
   apply(w, impl_->act, y);
 }
 
@@ -56,11 +72,13 @@ void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float*
   }
   ++gemm_matmuls_;
   // The numbers ggml's dot products multiply: activations quantised (or rounded) for the weight type.
-  cpu::quantize_activations(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
+  quantize(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
   impl_->x_values.resize(static_cast<size_t>(n_tokens * w.n_in));
-  cpu::activation_values(impl_->act, impl_->x_values.data());
   const float* xv = impl_->x_values.data();
   sched::ThreadPool& pool = sched::global_pool();
+  pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+    cpu::activation_values(impl_->act, impl_->x_values.data(), b, e);
+  });
   auto& workers = impl_->gemm;
   while (workers.size() < static_cast<size_t>(pool.size())) workers.push_back(std::make_unique<cpu::PrefillGemmWorker>());
   // Tiles of kPrefillTileRows rows from row 0 whatever the thread count: results do not depend on -t.

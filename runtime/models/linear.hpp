@@ -25,6 +25,10 @@ class LinearExec {
   void operator()(const Weight& w, const float* x, int64_t n_tokens, float* y,
                   cpu::F32Path f32_path = cpu::F32Path::kMulMat);
 
+  /// cpu::quantize_activations with the token rows split over the pool for large batches (same bits).
+  static void quantize(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in, cpu::ActivationBuffer& act,
+                       cpu::F32Path f32_path);
+
   /// y [act.n_tokens(), w.n_out] f32 (written) = activations already prepared for w's type
   /// (cpu::quantize_activations) · W^T; lets several matrices share one quantisation of x.
   void apply(const Weight& w, const cpu::ActivationBuffer& act, float* y);

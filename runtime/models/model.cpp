@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "cpu/ops.hpp"
+#include "scheduler/thread_pool.hpp"
 
 namespace moetier::models {
 
@@ -211,6 +212,22 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     cpu::rms_norm(x_.data() + t * n_embd, output_norm_, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
   logits.resize(static_cast<size_t>(rows * hp_.n_vocab));
   lin_(output_, cur_.data(), rows, logits.data());
+}
+
+void Model::run_attention(const cpu::AttentionArgs& a, int64_t n_head) {
+  sched::ThreadPool& pool = sched::global_pool();
+  const int64_t n_kv = a.pos0 + a.n_tokens;
+  if (attn_scratch_.size() < static_cast<size_t>(pool.size())) attn_scratch_.resize(static_cast<size_t>(pool.size()));
+  for (auto& s : attn_scratch_)
+    if (s.size() < static_cast<size_t>(n_kv)) s.resize(static_cast<size_t>(n_kv));
+  // Work ~ tokens x KV positions x head dims; below ~64 K multiply-adds one thread is faster.
+  if (pool.size() == 1 || a.n_tokens * n_kv * (a.d_k + a.d_v) * n_head < (int64_t{1} << 16)) {
+    cpu::attention(a, 0, n_head, attn_scratch_[0].data());
+    return;
+  }
+  pool.parallel_for(n_head, 1, [&](int64_t b, int64_t e, int w) {
+    cpu::attention(a, b, e, attn_scratch_[static_cast<size_t>(w)].data());
+  });
 }
 
 }  // namespace moetier::models

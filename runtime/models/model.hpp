@@ -12,6 +12,7 @@
 
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/hparams.hpp"
+#include "cpu/ops.hpp"
 #include "runtime/models/linear.hpp"
 #include "runtime/models/moe_ffn.hpp"
 
@@ -72,6 +73,9 @@ class Model {
   virtual int64_t cache_v_width() const = 0;
   /// out [n, n_embd] = attention of layer il over x [n, n_embd] (normed); writes the cache rows.
   virtual void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) = 0;
+  /// cpu::attention for heads [0, n_head) of `a` (positions up to a.pos0 + a.n_tokens - 1), heads split
+  /// over the worker pool when the work is large enough (heads are independent: same bits).
+  void run_attention(const cpu::AttentionArgs& a, int64_t n_head);
   /// Loads the shared parts (embeddings, norms, FFN / MoE tensors) once the derived class is ready.
   void load_common();
 
@@ -103,6 +107,7 @@ class Model {
   std::vector<float> pred_logits_, pred_w_, pred_scratch_;
   void predict_next_layer(int il, int64_t rows);
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
+  std::vector<std::vector<float>> attn_scratch_;  // one score row per pool worker
 };
 
 /// Loads the model of `g` (architecture from general.architecture). Throws Error naming the file for

@@ -30,7 +30,7 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
     const GgmlType at = cpu::vec_dot_type_for(w.gate.type);
     if (!(same_input && xq_valid_ && xq_.type() == at && xq_.n_tokens() == m && xq_.n_in() == w.gate.n_in &&
           w.gate.type != GgmlType::F32)) {
-      cpu::quantize_activations(w.gate.type, x, m, w.gate.n_in, xq_, path);
+      LinearExec::quantize(w.gate.type, x, m, w.gate.n_in, xq_, path);
       xq_valid_ = same_input;
     }
     const bool pair = w.up.type != GgmlType::F32 && cpu::vec_dot_type_for(w.up.type) == at && w.up.n_in == w.gate.n_in;
