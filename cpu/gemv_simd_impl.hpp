@@ -432,26 +432,9 @@ void by_tokens(const GemvArgs& a) {
 template <int T> struct KQ8_0 { static void run(const GemvArgs& a) { run_q8_0_ggml<T>(a); } };
 template <class F> struct Q32 { template <int T> struct K { static void run(const GemvArgs& a) { run_q32<F, T>(a); } }; };
 template <class W> struct Flt { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_float<W, T>>(a); } }; };
-// Decode (one token): 8 rows per f32 vector, the remaining rows one by one; more tokens: row by row.
-template <void (*Rows8)(const GemvArgs&, int64_t), void (*Row1)(const GemvArgs&, int64_t), void (*RowT)(const GemvArgs&, int64_t), int T>
-void run_kquant(const GemvArgs& a) {
-  if constexpr (T == 1) {
-    int64_t r = a.row_begin;
-    for (; r + 8 <= a.row_end; r += 8) Rows8(a, r);
-    for (; r < a.row_end; ++r) Row1(a, r);
-  } else {
-    run_rows<RowT>(a);
-  }
-}
-template <int T> struct KQ4K {
-  static void run(const GemvArgs& a) { run_kquant<rows8_q45_k_t1<false>, row_q45_k<false, 1>, row_q45_k<false, T>, T>(a); }
-};
-template <int T> struct KQ5K {
-  static void run(const GemvArgs& a) { run_kquant<rows8_q45_k_t1<true>, row_q45_k<true, 1>, row_q45_k<true, T>, T>(a); }
-};
-template <int T> struct KQ6K {
-  static void run(const GemvArgs& a) { run_kquant<rows8_q6_k_t1, row_q6_k<1>, row_q6_k<T>, T>(a); }
-};
+template <int T> struct KQ4K { static void run(const GemvArgs& a) { run_rows<row_q45_k<false, T>>(a); } };
+template <int T> struct KQ5K { static void run(const GemvArgs& a) { run_rows<row_q45_k<true, T>>(a); } };
+template <int T> struct KQ6K { static void run(const GemvArgs& a) { run_rows<row_q6_k<T>>(a); } };
 template <int T> struct KQ2K { static void run(const GemvArgs& a) { run_rows<row_q23_k<false, T>>(a); } };
 template <int T> struct KQ3K { static void run(const GemvArgs& a) { run_rows<row_q23_k<true, T>>(a); } };
 

@@ -133,74 +133,6 @@ void row_q45_k(const GemvArgs& a, int64_t r) {
   for (int t = 0; t < T; ++t) a.y[t * a.ldy + r] = _mm_cvtss_f32(acc[t]);
 }
 
-// Q4_K / Q5_K (kHigh), one token, 8 rows r0..r0+7 (decode): each row's integer sums as in row_q45_k, then the
-// 8 rows' sums reduced into one vector (lane = row) so that the super-block's f32 term
-// (dy * d) * isum - (dy * dmin) * msum and acc += term run once for all 8 rows, lane by lane in the
-// canonical order; the activation loads and bsum pairs are shared by the 8 rows.
-template <bool kHigh>
-void rows8_q45_k_t1(const GemvArgs& a, int64_t r0) {
-  using Block = std::conditional_t<kHigh, BlockQ5_K, BlockQ4_K>;
-  const Block* x[8];
-  for (int r = 0; r < 8; ++r) x[r] = reinterpret_cast<const Block*>(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes);
-  const int64_t nsb = a.n_in / kQK_K;
-  const int64_t row_bytes = static_cast<int64_t>(a.w_row_bytes);
-  const int64_t ahead = row_bytes < 1024 ? row_bytes : 1024;  // at most one group ahead
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    const BlockQ8_K& y = act_k(a, 0, sb);
-    const __m256i bs = load256(y.bsums);
-    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    __m256i isum[8];
-    __m128i msum[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; ++r) {
-      const Block& blk = x[r][sb];
-      // Prefetch this row `ahead` bytes on; past its end, the same offset in row r + 8 (the next group),
-      // since rows r + 1 .. r + 7 are being read by this group already.
-      for (int off = 0; off < static_cast<int>(sizeof(Block)); off += 64) {
-        const int64_t v = sb * static_cast<int64_t>(sizeof(Block)) + off + ahead;
-        _mm_prefetch(reinterpret_cast<const char*>(x[r]) + v + (v >= row_bytes ? 7 * row_bytes : 0), _MM_HINT_T0);
-      }
-      uint64_t sc8, mn8;
-      k4_scales_mins(blk.scales, sc8, mn8);
-      const __m256i sc16x2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
-      msum[r] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn8))), pairs);
-      __m256i sumi = _mm256_setzero_si256();
-      __m256i qh;
-      if constexpr (kHigh) qh = load256(blk.qh);
-#pragma GCC unroll 4
-      for (int c = 0; c < 4; ++c) {
-        const __m256i raw = load256(blk.qs + 32 * c);
-        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        if constexpr (kHigh) {  // bit 2c / 2c+1 of qh[l] -> +16
-          const __m256i h = _mm256_srli_epi16(qh, 2 * c);
-          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4));
-          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(2)), 3));
-        }
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(lo, load256(y.qs + 64 * c)),
-                        _mm256_shuffle_epi8(sc16x2, load256(kBroadcastW[2 * c])));
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(hi, load256(y.qs + 64 * c + 32)),
-                        _mm256_shuffle_epi8(sc16x2, load256(kBroadcastW[2 * c + 1])));
-      }
-      isum[r] = sumi;
-    }
-    // Lane r: row r's isum and msum.
-    const __m256i is8 = reduce8(isum);
-    const __m128i m01 = _mm_hadd_epi32(msum[0], msum[1]), m23 = _mm_hadd_epi32(msum[2], msum[3]);
-    const __m128i m45 = _mm_hadd_epi32(msum[4], msum[5]), m67 = _mm_hadd_epi32(msum[6], msum[7]);
-    const __m256i ms8 = _mm256_set_m128i(_mm_hadd_epi32(m45, m67), _mm_hadd_epi32(m01, m23));
-    const __m256 d8 = f16x8(x[0][sb].d, x[1][sb].d, x[2][sb].d, x[3][sb].d, x[4][sb].d, x[5][sb].d, x[6][sb].d, x[7][sb].d);
-    const __m256 dmin8 = f16x8(x[0][sb].dmin, x[1][sb].dmin, x[2][sb].dmin, x[3][sb].dmin, x[4][sb].dmin, x[5][sb].dmin,
-                               x[6][sb].dmin, x[7][sb].dmin);
-    const __m256 dy = _mm256_set1_ps(y.d);
-    const __m256 tb = _mm256_sub_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(is8), _mm256_mul_ps(d8, dy)),
-                                    _mm256_mul_ps(_mm256_cvtepi32_ps(ms8), _mm256_mul_ps(dmin8, dy)));
-    acc = _mm256_add_ps(acc, tb);
-  }
-  _mm256_storeu_ps(a.y + r0, acc);
-}
-
 template <int T>
 void row_q6_k(const GemvArgs& a, int64_t r) {
   const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
@@ -237,56 +169,6 @@ void row_q6_k(const GemvArgs& a, int64_t r) {
     }
   }
   for (int t = 0; t < T; ++t) a.y[t * a.ldy + r] = acc[t];
-}
-
-// Q6_K, one token, 8 rows r0..r0+7 (decode): per row the integer sum of row_q6_k<1> (sum_k sc * q * y minus
-// 32 * sum_j sc_j * bsum_j, kept as 8 int32 lanes), reduced into one vector (lane = row); then
-// acc += (dy * d) * float(isum) for the 8 rows at once, lane by lane in the canonical order.
-inline void rows8_q6_k_t1(const GemvArgs& a, int64_t r0) {
-  const BlockQ6_K* x[8];
-  for (int r = 0; r < 8; ++r) x[r] = reinterpret_cast<const BlockQ6_K*>(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes);
-  const int64_t nsb = a.n_in / kQK_K;
-  const int64_t row_bytes = static_cast<int64_t>(a.w_row_bytes);
-  const int64_t ahead = row_bytes < 1024 ? row_bytes : 1024;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    const BlockQ8_K& y = act_k(a, 0, sb);
-    const __m256i bsums = load256(y.bsums);
-    __m256i isum[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; ++r) {
-      const BlockQ6_K& blk = x[r][sb];
-      for (int off = 0; off < static_cast<int>(sizeof(BlockQ6_K)); off += 64) {
-        const int64_t v = sb * static_cast<int64_t>(sizeof(BlockQ6_K)) + off + ahead;
-        _mm_prefetch(reinterpret_cast<const char*>(x[r]) + v + (v >= row_bytes ? 7 * row_bytes : 0), _MM_HINT_T0);
-      }
-      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
-      __m256i sv[8];
-      pair_scales(sc16, sv);
-      __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const __m256i ql0 = load256(blk.ql + 64 * h), ql1 = load256(blk.ql + 64 * h + 32);
-        const __m256i qh = load256(blk.qh + 32 * h);
-        const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-        const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-        const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-        const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(q0, load256(y.qs + 128 * h)), sv[4 * h + 0]);
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(q1, load256(y.qs + 128 * h + 32)), sv[4 * h + 1]);
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(q2, load256(y.qs + 128 * h + 64)), sv[4 * h + 2]);
-        sumi = madd_acc(sumi, _mm256_maddubs_epi16(q3, load256(y.qs + 128 * h + 96)), sv[4 * h + 3]);
-      }
-      // minus 32 * sum_j sc_j * bsum_j, lane-wise (the lanes are summed by reduce8 below; exact)
-      isum[r] = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
-    }
-    const __m256i is8 = reduce8(isum);
-    const __m256 d8 = f16x8(x[0][sb].d, x[1][sb].d, x[2][sb].d, x[3][sb].d, x[4][sb].d, x[5][sb].d, x[6][sb].d, x[7][sb].d);
-    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(y.d), d8), _mm256_cvtepi32_ps(is8)));
-  }
-  _mm256_storeu_ps(a.y + r0, acc);
 }
 
 // Q2_K (kQ3 = false: levels 0..3, scale = low nibble, min = high nibble) and Q3_K (kQ3 = true: levels
