@@ -72,7 +72,8 @@ TEST_CASE("gemm_rows: every runnable ISA reproduces the scalar reference bit for
     const Shape shapes[] = {{1, bs == 1 ? 1 : bs, 1},
                             {9, bs == 1 ? 37 : bs * 3, 3},
                             {19, bs == 1 ? 16 * 9 : bs * 9, 8},
-                            {33, bs == 1 ? 100 : bs * 2, 11}};
+                            {33, bs == 1 ? 100 : bs * 2, 11},
+                            {21, bs == 1 ? 48 : bs * 2, 1}};  // multi-row decode paths and their tails
     for (const auto& s : shapes) {
       auto p = make_problem(t, s.n_out, s.n_in, s.n_tokens, static_cast<uint32_t>(s.n_out * 131 + s.n_in));
       ActivationBuffer act;
