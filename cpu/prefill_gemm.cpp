@@ -5,10 +5,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "common/aligned_buffer.hpp"
 #include "common/error.hpp"
 #include "common/half.hpp"
+#include "cpu/cpu_features.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/onednn_matmul.hpp"
 #include "cpu/quant_blocks.hpp"
@@ -69,7 +74,8 @@ void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, i
 
 struct PrefillGemmWorker::Impl {
   OnednnMatmul mm;
-  AlignedBuffer tile;
+  AlignedBuffer tile;      // kPrefillTileRows x n_in of the tile type
+  std::vector<float> row;  // one dequantised row on its way to bf16
 };
 
 PrefillGemmWorker::PrefillGemmWorker() : impl_(std::make_unique<Impl>()) {}
@@ -77,8 +83,15 @@ PrefillGemmWorker::~PrefillGemmWorker() = default;
 
 void PrefillGemmWorker::rows(GgmlType type, const void* w, int64_t n_in, const float* x, int64_t m, float* y,
                              int64_t ldy, int64_t row_begin, int64_t row_end) {
+  rows(type, w, n_in, x, MatmulType::F32, m, y, ldy, row_begin, row_end);
+}
+
+void PrefillGemmWorker::rows(GgmlType type, const void* w, int64_t n_in, const void* x, MatmulType tile_type,
+                             int64_t m, float* y, int64_t ldy, int64_t row_begin, int64_t row_end) {
   if (!prefill_gemm_supports(type))
     fail("prefill GEMM: weight type {} has no dequantiser", ggml_type_name(type));
+  if (tile_type != MatmulType::F32 && tile_type != MatmulType::BF16)
+    fail("prefill GEMM: tiles must be f32 or bf16, not {}", to_string(tile_type));
   const int64_t bs = ggml_type_info(type).block_size;
   if (n_in <= 0 || n_in % bs != 0)
     fail("prefill GEMM: n_in = {} must be a positive multiple of {}'s block size {}", n_in, ggml_type_name(type), bs);
@@ -88,26 +101,66 @@ void PrefillGemmWorker::rows(GgmlType type, const void* w, int64_t n_in, const f
   if (row_begin == row_end) return;
 
   Impl& im = *impl_;
+  const bool bf16 = tile_type == MatmulType::BF16;
   const size_t rb = ggml_row_bytes(type, static_cast<uint64_t>(n_in));
   const auto* wb = static_cast<const std::byte*>(w);
-  const size_t tile_bytes = static_cast<size_t>(kPrefillTileRows * n_in) * sizeof(float);
-  if (type != GgmlType::F32 && im.tile.size() < tile_bytes) im.tile = AlignedBuffer(tile_bytes, 64);
+  // Weights usable in place: F32 rows for f32 tiles, BF16 rows for bf16 tiles.
+  const bool in_place = type == (bf16 ? GgmlType::BF16 : GgmlType::F32);
+  const size_t tile_bytes = static_cast<size_t>(kPrefillTileRows * n_in) * type_size(tile_type);
+  if (!in_place && im.tile.size() < tile_bytes) im.tile = AlignedBuffer(tile_bytes, 64);
+  if (bf16 && !in_place && im.row.size() < static_cast<size_t>(n_in)) im.row.resize(static_cast<size_t>(n_in));
   if (im.mm.n_plans() > kMaxPlans) im.mm.clear_plans();
 
   OmpThreadsGuard one_thread(1);
   for (int64_t r0 = row_begin; r0 < row_end; r0 += kPrefillTileRows) {
     const int64_t n = std::min(kPrefillTileRows, row_end - r0);
     const void* wt = wb + static_cast<size_t>(r0) * rb;
-    if (type != GgmlType::F32) {
-      float* tile = im.tile.as<float>();
-      for (int64_t r = 0; r < n; ++r)
-        dequantize_row(type, wb + static_cast<size_t>(r0 + r) * rb, tile + r * n_in, n_in);
-      wt = tile;
+    if (!in_place) {
+      for (int64_t r = 0; r < n; ++r) {
+        const std::byte* src = wb + static_cast<size_t>(r0 + r) * rb;
+        if (!bf16) {
+          dequantize_row(type, src, im.tile.as<float>() + r * n_in, n_in);
+        } else {
+          dequantize_row(type, src, im.row.data(), n_in);
+          uint16_t* dst = im.tile.as<uint16_t>() + r * n_in;
+          for (int64_t i = 0; i < n_in; ++i) dst[i] = f32_to_bf16(im.row[static_cast<size_t>(i)]);
+        }
+      }
+      wt = im.tile.data();
     }
-    MatmulPlan& plan = im.mm.plan({m, n, n_in, MatmulType::F32, MatmulType::F32, false, ldy});
+    MatmulPlan& plan = im.mm.plan({m, n, n_in, tile_type, tile_type, false, ldy});
     im.mm.execute(plan, x, wt, y + r0);
     if (r0 == row_begin) implementation_ = plan.implementation();
   }
+}
+
+MatmulType prefill_tile_type() {
+  static const MatmulType chosen = [] {
+    // bf16 tiles round weights and activations to 8 mantissa bits: ~1e-3 relative error against f32's
+    // ~1e-6, visible against llama.cpp's logits; so they are opt-in.
+    const char* env = std::getenv("MOETIER_PREFILL_TILE");
+    const std::string v = env ? env : "f32";
+    if (v == "bf16") return MatmulType::BF16;
+    if (v != "auto") return MatmulType::F32;
+    if (!cpu_features().avx512_bf16) return MatmulType::F32;  // oneDNN would emulate bf16: always slower
+    // Measure one tile of each on this thread (a few milliseconds, once).
+    const int64_t m = 256, n = kPrefillTileRows, k = 2048;
+    std::vector<float> xf(static_cast<size_t>(m * k), 0.5f), w(static_cast<size_t>(n * k), 0.25f), y(static_cast<size_t>(m * n));
+    std::vector<uint16_t> xb(xf.size(), f32_to_bf16(0.5f));
+    PrefillGemmWorker worker;
+    auto time_of = [&](MatmulType t) {
+      const void* x = t == MatmulType::BF16 ? static_cast<const void*>(xb.data()) : xf.data();
+      double best = 1e30;
+      for (int rep = 0; rep < 3; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        worker.rows(GgmlType::F32, w.data(), k, x, t, m, y.data(), n, 0, n);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return best;
+    };
+    return time_of(MatmulType::BF16) < time_of(MatmulType::F32) ? MatmulType::BF16 : MatmulType::F32;
+  }();
+  return chosen;
 }
 
 }  // namespace moetier::cpu

@@ -17,6 +17,7 @@
 
 #include "common/ggml_type.hpp"
 #include "cpu/matmul.hpp"
+#include "cpu/onednn_matmul.hpp"
 
 namespace moetier::cpu {
 
@@ -33,6 +34,13 @@ bool prefill_gemm_supports(GgmlType t);
 void activation_values(const ActivationBuffer& act, float* x);
 /// activation_values for token rows [t_begin, t_end) only (thread-safe for disjoint ranges).
 void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, int64_t t_end);
+
+/// The tile type the prefill GEMM uses, decided once per process from MOETIER_PREFILL_TILE: unset or "f32":
+/// F32 (results within f32 rounding of ggml's); "bf16": BF16 (weights and activations rounded to bf16,
+/// ~1e-3 relative error, up to 2x the GEMM throughput on AVX512_BF16 / AMX CPUs); "auto": BF16 only when
+/// the CPU has AVX512_BF16 and a bf16 GEMM of a 256-token x 128-row x 2048 tile measures faster than f32
+/// on one thread.
+MatmulType prefill_tile_type();
 
 /// Per-thread state of the prefill GEMM: a oneDNN engine, stream and plan cache, and the dequantised tile
 /// (kPrefillTileRows x n_in f32, grown on demand). Use one per thread; not shareable between threads.
@@ -52,6 +60,13 @@ class PrefillGemmWorker {
   /// supported, n_in is not a multiple of its block size, a dimension is not positive, or oneDNN fails.
   void rows(GgmlType type, const void* w, int64_t n_in, const float* x, int64_t m, float* y, int64_t ldy,
             int64_t row_begin, int64_t row_end);
+
+  /// rows() with the tiles in `tile_type`: F32 as above; BF16: X given as bf16 bits [m, n_in] and each
+  /// tile rounded to bf16 (round to nearest even; BF16 weights are used as they are), multiplied by oneDNN's
+  /// bf16 matmul with f32 accumulation (AVX512_BF16 / AMX where the CPU has them). Same throws; also throws
+  /// for a tile_type other than F32 / BF16.
+  void rows(GgmlType type, const void* w, int64_t n_in, const void* x, MatmulType tile_type, int64_t m, float* y,
+            int64_t ldy, int64_t row_begin, int64_t row_end);
 
   /// oneDNN's implementation name of the most recent GEMM (e.g. "gemm:jit"), for benchmarks; "" before.
   const std::string& implementation() const { return implementation_; }

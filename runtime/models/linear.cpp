@@ -1,5 +1,6 @@
 #include "runtime/models/linear.hpp"
 
+#include "common/half.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/prefill_gemm.hpp"
@@ -11,6 +12,7 @@ struct LinearExec::Impl {
   cpu::ActivationBuffer act;
   std::vector<std::unique_ptr<cpu::PrefillGemmWorker>> gemm;  // one per pool worker, made on first use
   std::vector<float> x_values;                                 // the GEMM's X: activation_values(act)
+  std::vector<uint16_t> x_bf16;                                // ... rounded to bf16 for bf16 tiles
 };
 
 LinearExec::LinearExec() : impl_(std::make_unique<Impl>()) {}
@@ -74,16 +76,20 @@ void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float*
   // The numbers ggml's dot products multiply: activations quantised (or rounded) for the weight type.
   quantize(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
   impl_->x_values.resize(static_cast<size_t>(n_tokens * w.n_in));
-  const float* xv = impl_->x_values.data();
+  const cpu::MatmulType tile = cpu::prefill_tile_type();
+  if (tile == cpu::MatmulType::BF16) impl_->x_bf16.resize(impl_->x_values.size());
   sched::ThreadPool& pool = sched::global_pool();
   pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
     cpu::activation_values(impl_->act, impl_->x_values.data(), b, e);
+    if (tile == cpu::MatmulType::BF16)
+      for (int64_t i = b * w.n_in; i < e * w.n_in; ++i) impl_->x_bf16[static_cast<size_t>(i)] = f32_to_bf16(impl_->x_values[static_cast<size_t>(i)]);
   });
+  const void* xv = tile == cpu::MatmulType::BF16 ? static_cast<const void*>(impl_->x_bf16.data()) : impl_->x_values.data();
   auto& workers = impl_->gemm;
   while (workers.size() < static_cast<size_t>(pool.size())) workers.push_back(std::make_unique<cpu::PrefillGemmWorker>());
   // Tiles of kPrefillTileRows rows from row 0 whatever the thread count: results do not depend on -t.
   pool.parallel_for(w.n_out, cpu::kPrefillTileRows, [&](int64_t begin, int64_t end, int worker) {
-    workers[static_cast<size_t>(worker)]->rows(w.type, w.data, w.n_in, xv, n_tokens, y, w.n_out, begin, end);
+    workers[static_cast<size_t>(worker)]->rows(w.type, w.data, w.n_in, xv, tile, n_tokens, y, w.n_out, begin, end);
   });
 }
 

@@ -5,11 +5,14 @@
 #include <omp.h>
 
 #include <bit>
+#include <cstdlib>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/half.hpp"
+#include "cpu/cpu_features.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/prefill_gemm.hpp"
@@ -132,4 +135,39 @@ TEST_CASE("prefill GEMM: argument errors throw moetier::Error") {
   CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 0, y.data(), 1, 0, 1), Error);   // no tokens
   CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 1, y.data(), 1, 0, 2), Error);   // ldy < row_end
   CHECK_NOTHROW(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 1, y.data(), 1, 1, 1));            // empty range
+}
+
+TEST_CASE("prefill GEMM, bf16 tiles: the product of bf16-rounded weights and activations") {
+  // Runs wherever oneDNN has a bf16 matmul (emulated on CPUs without AVX512_BF16: slow but exact in f32).
+  PrefillGemmWorker worker;
+  for (GgmlType t : {GgmlType::BF16, GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::F32}) {
+    const int64_t n_out = kPrefillTileRows + 3, n_in = 256, m = 7;
+    INFO(ggml_type_name(t));
+    const auto w = random_weights(t, n_out, n_in, 21);
+    const auto x = test::gaussian(m * n_in, 22);
+    std::vector<uint16_t> xb(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+    std::vector<float> y(static_cast<size_t>(m * n_out), NAN);
+    worker.rows(t, w.data(), n_in, xb.data(), MatmulType::BF16, m, y.data(), n_out, 0, n_out);
+    const size_t rb = ggml_row_bytes(t, static_cast<uint64_t>(n_in));
+    std::vector<float> wr(static_cast<size_t>(n_in));
+    int bad = 0;
+    for (int64_t r = 0; r < n_out; ++r) {
+      dequantize_row(t, w.data() + r * rb, wr.data(), n_in);
+      for (int64_t tok = 0; tok < m; ++tok) {
+        double exact = 0, mag = 0;
+        for (int64_t i = 0; i < n_in; ++i) {
+          const double p = double(bf16_to_f32(f32_to_bf16(wr[i]))) * bf16_to_f32(xb[tok * n_in + i]);
+          exact += p;
+          mag += std::fabs(p);
+        }
+        bad += !(std::fabs(y[tok * n_out + r] - exact) <= 1e-5 * mag + 1e-7);
+      }
+    }
+    CHECK(bad == 0);
+  }
+  CHECK_THROWS_AS(worker.rows(GgmlType::Q8_0, nullptr, 32, nullptr, MatmulType::F16, 1, nullptr, 1, 0, 1), Error);
+  const MatmulType chosen = prefill_tile_type();
+  CHECK((chosen == MatmulType::F32 || chosen == MatmulType::BF16));
+  if (std::getenv("MOETIER_PREFILL_TILE") == nullptr) CHECK(chosen == MatmulType::F32);  // bf16 is opt-in
 }
