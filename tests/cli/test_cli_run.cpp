@@ -214,6 +214,36 @@ TEST_CASE("run: --gemm-min-batch 1 sends expert batches to the prefill GEMM; -t 
   CHECK(cosine > 0.999);
 }
 
+TEST_CASE("bench --json: tokens/s per test, and a roofline ratio per decode repetition") {
+  TempDir dir;
+  const RunResult r = run_cli(dir, {"bench", "-m", tiny().path, "-p", "0", "-n", "4", "-r", "2", "-t", "1",
+                                    "--bw-mib", "64", "--json"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["schema"] == "moetier.bench/1");
+  REQUIRE(j["tests"].size() == 1);
+  const Json& tg = j["tests"][0];
+  CHECK(tg["test"] == "tg4");
+  CHECK(tg["samples"].size() == 2);
+  CHECK(tg["tokens_per_s"].get<double>() > 0);
+  REQUIRE(tg["ratio_to_roofline_per_rep"].size() == 2);
+  REQUIRE(tg["read_bandwidth_gbps_per_rep"].size() == 2);
+  const double bytes = tg["decode_bytes_per_token"].get<double>();
+  CHECK(bytes > 0);
+  for (int i = 0; i < 2; ++i) {  // ratio = tokens/s / (bandwidth / bytes per token), per repetition
+    const double want = tg["samples"][i].get<double>() / (tg["read_bandwidth_gbps_per_rep"][i].get<double>() * 1e9 / bytes);
+    CHECK(tg["ratio_to_roofline_per_rep"][i].get<double>() == doctest::Approx(want).epsilon(1e-9));
+  }
+  const RunResult p = run_cli(dir, {"bench", "-m", tiny().path, "-p", "8", "-n", "0", "-r", "1", "--no-roofline", "--json"});
+  CAPTURE(p.err);
+  REQUIRE(p.status == 0);
+  const Json jp = Json::parse(p.out);
+  REQUIRE(jp["tests"].size() == 1);
+  CHECK(jp["tests"][0]["test"] == "pp8");
+  CHECK(jp["tests"][0]["tokens_per_s"].get<double>() > 0);
+}
+
 TEST_CASE("run: a prompt longer than the context is one error line and exit 1") {
   TempDir dir;
   const RunResult r = run_cli(dir, {"run", "-m", tiny().path, "-p", kPrompt, "-c", "4", "-n", "4", "--temp", "0"});
