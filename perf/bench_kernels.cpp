@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.hpp"
+#include "perf/bench_shapes.hpp"
 #include "common/error.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/kernel_registry.hpp"
@@ -33,26 +34,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Shape {
-  const char* model;
-  const char* what;
-  int64_t n_out, n_in;
-};
-
-// Expert FFN matrices: gate/up W [ffn, hidden], down W [hidden, ffn].
-const Shape kShapes[] = {
-    {"DeepSeek-V3", "gate/up", 2048, 7168}, {"DeepSeek-V3", "down", 7168, 2048},
-    {"Qwen3-30B-A3B", "gate/up", 768, 2048}, {"Qwen3-30B-A3B", "down", 2048, 768},
-    {"Mixtral-8x7B", "gate/up", 14336, 4096}, {"Mixtral-8x7B", "down", 4096, 14336},
-};
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using perf::kShapes;
+using perf::Shape;
+using perf::split;
 
 // `n_copies` distinct copies of one W [n_out, n_in] (realistic values: quantised Gaussian rows, tiled).
 struct Matrices {

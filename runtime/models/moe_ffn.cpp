@@ -16,14 +16,10 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
   up_.resize(static_cast<size_t>(m * n_ff));
   // Routed experts (kVecDot: ggml's mul_mat_id) take the prefill GEMM for large per-expert batches;
   // dense and shared FFNs keep ggml's mul_mat order.
-  const bool gemm = path == cpu::F32Path::kVecDot && lin_.takes_gemm(w.gate, m);
-  auto linear = [&](const Weight& wt, const float* in, float* out) {
-    if (path == cpu::F32Path::kVecDot) lin_.batch(wt, in, m, out, path);
-    else lin_(wt, in, m, out, path);
-  };
-  if (gemm) {
-    linear(w.gate, x, gate_.data());
-    linear(w.up, x, up_.data());
+  const bool routed = path == cpu::F32Path::kVecDot;
+  if (routed && lin_.takes_gemm(w.gate, m)) {
+    lin_.batch(w.gate, x, m, gate_.data(), path);
+    lin_.batch(w.up, x, m, up_.data(), path);
   } else {
     // x quantised once for gate and up (and, for same_input, kept for the next expert of the layer); both
     // matrices in one dispatch when they take the same activations.
@@ -55,7 +51,8 @@ void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y,
       }
     }
   }
-  linear(w.down, gate_.data(), y);
+  if (routed) lin_.batch(w.down, gate_.data(), m, y, path);
+  else lin_(w.down, gate_.data(), m, y, path);
   if (w.down_bias)
     for (int64_t t = 0; t < m; ++t)
       for (int64_t i = 0; i < w.down.n_out; ++i) y[t * w.down.n_out + i] += w.down_bias[i];

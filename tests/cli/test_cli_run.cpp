@@ -19,68 +19,20 @@
 #include <vector>
 
 #include "tests/models/golden_util.hpp"
+#include "tests/run_util.hpp"
 #include "tests/shared_data.hpp"
 
 using Json = nlohmann::json;
+using namespace moetier;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("moetier-cli-run-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
+using test::RunResult;
+using test::slurp;
+using test::spit;
+using test::TempDir;
 
- private:
-  std::filesystem::path path_;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f << bytes;
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-struct RunResult {
-  int status = -1;
-  std::string out, err;
-};
-
-/// Runs `moetier ARGS`, stdout / stderr captured in files of `dir`.
-RunResult run_cli(const TempDir& dir, const std::vector<std::string>& args) {
-  const char* bin = std::getenv("MOETIER_BIN");
-  REQUIRE_MESSAGE(bin != nullptr, "MOETIER_BIN is not set (meson sets it to the built moetier)");
-  std::string cmd = quote(bin);
-  for (const auto& a : args) cmd += " " + quote(a);
-  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
-  cmd += " >" + quote(out) + " 2>" + quote(err) + " </dev/null";
-  const int rc = std::system(cmd.c_str());
-  RunResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+RunResult run_cli(const TempDir& dir, const std::vector<std::string>& args) { return test::run_moetier(dir, args); }
 
 /// A failure: exit status 1 and exactly one line "moetier: error: ..." on stderr holding every part.
 void check_one_line_error(const RunResult& r, std::initializer_list<std::string> parts) {

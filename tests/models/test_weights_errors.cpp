@@ -19,6 +19,7 @@
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/synth/synth_model.hpp"
+#include "tests/run_util.hpp"
 
 using namespace moetier;
 
@@ -57,23 +58,7 @@ void operator delete[](void* p, size_t, std::align_val_t) noexcept { std::free(p
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("moetier-weights-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 synth::SynthModel preset(const std::string& name) {
   synth::SynthOptions o;

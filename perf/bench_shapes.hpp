@@ -1,0 +1,36 @@
+// What the kernel benchmarks (bench_kernels, bench_prefill) share: the expert matrices of real models and
+// comma-separated option lists.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace moetier::perf {
+
+/// One expert FFN matrix W [n_out, n_in] of a real model.
+struct Shape {
+  const char* model;
+  const char* what;
+  int64_t n_out, n_in;
+};
+
+/// gate/up W [ffn, hidden] and down W [hidden, ffn] of DeepSeek-V3 (7168 / 2048, its config.json),
+/// Qwen3-30B-A3B (2048 / 768) and Mixtral-8x7B (4096 / 14336).
+inline constexpr Shape kShapes[] = {
+    {"DeepSeek-V3", "gate/up", 2048, 7168}, {"DeepSeek-V3", "down", 7168, 2048},
+    {"Qwen3-30B-A3B", "gate/up", 768, 2048}, {"Qwen3-30B-A3B", "down", 2048, 768},
+    {"Mixtral-8x7B", "gate/up", 14336, 4096}, {"Mixtral-8x7B", "down", 4096, 14336},
+};
+
+/// "a,b,,c" -> {"a", "b", "c"}.
+inline std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+}  // namespace moetier::perf
