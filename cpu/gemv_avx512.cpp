@@ -30,12 +30,7 @@ namespace moetier::cpu::detail {
 namespace {
 
 #define MOETIER_K(T, fn) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", 1, kMaxKernelTokens, &moetier::cpu::gemv_##fn}
-constexpr GemvKernel kKernels[] = {
-    MOETIER_K(Q4_K, q4_k), MOETIER_K(BF16, bf16), MOETIER_K(Q8_0, q8_0),
-    MOETIER_K(Q5_K, q5_k), MOETIER_K(Q6_K, q6_k), MOETIER_K(Q4_0, q4_0), MOETIER_K(F16, f16),
-    MOETIER_K(MXFP4, mxfp4), MOETIER_K(Q2_K, q2_k), MOETIER_K(Q3_K, q3_k), MOETIER_K(Q4_1, q4_1),
-    MOETIER_K(Q5_0, q5_0), MOETIER_K(Q5_1, q5_1),
-};
+constexpr GemvKernel kKernels[] = {MOETIER_GEMV_KERNEL_LIST(MOETIER_K)};
 #undef MOETIER_K
 
 }  // namespace

@@ -454,3 +454,9 @@ void gemv_bf16(const GemvArgs& a) { by_tokens<Flt<WBF16>::K>(a); }
 
 }  // namespace
 }  // namespace moetier::cpu
+
+// The kernel table of an ISA build: K(weight type, kernel name) for every SIMD kernel above. Each ISA
+// file (gemv_avx2.cpp, gemv_avx512.cpp) defines K to make its GemvKernel entries.
+#define MOETIER_GEMV_KERNEL_LIST(K)                                                                           \
+  K(Q4_K, q4_k), K(BF16, bf16), K(Q8_0, q8_0), K(Q5_K, q5_k), K(Q6_K, q6_k), K(Q4_0, q4_0), K(F16, f16),   \
+      K(MXFP4, mxfp4), K(Q2_K, q2_k), K(Q3_K, q3_k), K(Q4_1, q4_1), K(Q5_0, q5_0), K(Q5_1, q5_1)
