@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages moetier builds and tests with (root, or sudo). Idempotent.
+# ocl-icd-opencl-dev: Debian's oneDNN CMake config needs OpenCL's (a Recommends we do not get otherwise).
 set -euo pipefail
 PKGS=(build-essential meson ninja-build pkg-config cmake python3
-      libdnnl-dev libhwloc-dev liburing-dev doctest-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+      libdnnl-dev ocl-icd-opencl-dev libhwloc-dev liburing-dev doctest-dev libcli11-dev nlohmann-json3-dev libfmt-dev
       clang libclang-rt-14-dev libicu-dev)
 missing=()
 for p in "${PKGS[@]}"; do
