@@ -154,7 +154,8 @@ CpuTopology CpuTopology::detect(const TopologyOptions& options) {
 
 int CpuTopology::default_n_workers() const {
   int n = n_cores();
-  if (cpu_limit_) n = std::min(n, static_cast<int>(std::ceil(*cpu_limit_ - 1e-9)));
+  // A quota of 1.01 CPUs buys one CPU's worth of time: a second worker would only be throttled.
+  if (cpu_limit_) n = std::min(n, static_cast<int>(std::floor(*cpu_limit_ + 1e-9)));
   return std::max(n, 1);
 }
 

@@ -72,7 +72,8 @@ class CpuTopology {
   /// CPU bandwidth limit in CPUs (cgroup quota / period or the override); nullopt = unlimited.
   std::optional<double> cpu_limit() const { return cpu_limit_; }
 
-  /// Default worker count: one per allowed core, capped at ceil(cpu_limit), at least 1.
+  /// Default worker count: one per allowed core, capped at floor(cpu_limit) (a quota of 1.01 CPUs is
+  /// one worker), at least 1.
   int default_n_workers() const;
 
   /// Places `n_workers` workers: NUMA nodes get shares proportional to their allowed cores (largest

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <utility>
+#include <vector>
 
 using namespace moetier;
 using namespace moetier::sched;
@@ -138,15 +140,20 @@ TEST_CASE("topology: allowed cpuset override restricts cores, PUs and the defaul
   CHECK_THROWS_AS(synthetic("pack:2 core:lots"), Error);
 }
 
-TEST_CASE("topology: a CPU limit caps the default worker count at ceil(limit)") {
+TEST_CASE("topology: a CPU limit caps the default worker count at floor(limit), at least 1") {
   TopologyOptions o;
   o.synthetic = "pack:1 numa:1 core:8 pu:1";
-  o.cpu_limit = 2.5;
-  CHECK(CpuTopology::detect(o).default_n_workers() == 3);
-  o.cpu_limit = 0.2;
+  // {quota in CPUs, workers}: a fraction of a CPU above a whole number buys no extra worker.
+  const std::vector<std::pair<double, int>> cases = {
+      {2.5, 2}, {1.01, 1}, {1.0, 1}, {0.2, 1}, {0.999, 1}, {2.0, 2}, {3.0 - 1e-12, 3}, {7.99, 7}, {64, 8}};
+  for (const auto& [limit, workers] : cases) {
+    CAPTURE(limit);
+    o.cpu_limit = limit;
+    CHECK(CpuTopology::detect(o).default_n_workers() == workers);
+  }
+  // A cgroup quota of 101000 / 100000 (1.01 CPUs), read from cpu.max, is one worker.
+  o.cpu_limit = parse_cgroup_cpu_max("101000 100000");
   CHECK(CpuTopology::detect(o).default_n_workers() == 1);
-  o.cpu_limit = 64;
-  CHECK(CpuTopology::detect(o).default_n_workers() == 8);
   o.cpu_limit = 0;
   CHECK_THROWS_AS(CpuTopology::detect(o), Error);
 }
