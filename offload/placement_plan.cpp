@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 #include "offload/slot_layout.hpp"
 
 namespace moetier::offload {
@@ -282,20 +283,11 @@ PlacementPlan parse_placement_plan(std::string_view json_text, const std::string
 }
 
 PlacementPlan read_placement_plan(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open placement plan: {}", path, std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_placement_plan(ss.str(), path);
+  return parse_placement_plan(read_input_file(path, "placement plan"), path);
 }
 
 void write_placement_plan(const std::string& path, const PlacementPlan& plan) {
-  const std::string text = plan_to_json(plan);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) fail("{}: cannot open for writing: {}", path, std::strerror(errno));
-  out << text;
-  out.close();
-  if (!out) fail("{}: write error", path);
+  write_output_file(path, plan_to_json(plan), "placement plan");
 }
 
 PlacementPlan plan_from_ram_budget(const ModelIdentity& model, uint64_t budget_bytes, uint64_t non_expert_bytes,

@@ -81,9 +81,11 @@ std::string plan_to_json(const PlacementPlan& plan);
 /// Parses and validates a plan; `source` (file name) prefixes error messages:
 /// "plan.json: /experts/3/5: bad tier \"gpu\" (expected gpu:N, dram or nvme)".
 PlacementPlan parse_placement_plan(std::string_view json_text, const std::string& source = "<plan>");
-/// Reads and validates a plan file. Throws moetier::Error (unreadable file or any validation error).
+/// Reads and validates a plan file. Throws moetier::Error (unreadable or non-regular file, or any
+/// validation error).
 PlacementPlan read_placement_plan(const std::string& path);
-/// Writes `plan` to `path` (validated first). Throws moetier::Error on failure.
+/// Writes `plan` to `path` (validated first) through a temporary renamed onto it (common/file_io.hpp:
+/// `path` must be absent or a regular file). Throws moetier::Error on failure.
 void write_placement_plan(const std::string& path, const PlacementPlan& plan);
 
 /// Options of plan_from_ram_budget.

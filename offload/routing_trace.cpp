@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 
 namespace moetier::offload {
 namespace {
@@ -66,6 +67,7 @@ bool is_blank(const std::string& s) {
 }
 
 RoutingTrace read_with(const std::string& path, const Keys& keys) {
+  check_input_file(path, "routing trace");  // a FIFO or folder is refused instead of blocking or reading nothing
   std::ifstream in(path);
   if (!in) fail("{}: cannot open trace: {}", path, std::strerror(errno));
   RoutingTrace t;
@@ -136,6 +138,7 @@ RoutingTrace read_routing_trace(const std::string& path) { return read_with(path
 RoutingTrace read_mixtral_trace(const std::string& path) { return read_with(path, kMixtralKeys); }
 
 RoutingTrace read_any_trace(const std::string& path) {
+  check_input_file(path, "routing trace");
   std::ifstream in(path);
   if (!in) fail("{}: cannot open trace: {}", path, std::strerror(errno));
   std::string line;
@@ -151,9 +154,8 @@ void write_routing_trace(const std::string& path, const RoutingTrace& trace) {
   w.close();
 }
 
-RoutingTraceWriter::RoutingTraceWriter(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "w")) {
-  if (!file_) fail("{}: cannot open trace for writing: {}", path, std::strerror(errno));
-}
+RoutingTraceWriter::RoutingTraceWriter(const std::string& path)
+    : path_(path), file_(std::make_unique<OutputFile>(path, "routing trace")) {}
 
 void RoutingTraceWriter::write(const RoutingRecord& r) {
   if (r.experts.size() != r.weights.size())
@@ -166,14 +168,14 @@ void RoutingTraceWriter::write(const RoutingRecord& r) {
   j["experts"] = r.experts;
   j["weights"] = r.weights;
   const std::string s = j.dump() + "\n";
-  if (!file_ || std::fwrite(s.data(), 1, s.size(), file_.get()) != s.size())
-    fail("{}: write error: {}", path_, std::strerror(errno));
+  if (!file_) fail("{}: write after close", path_);
+  file_->write(s);
 }
 
 void RoutingTraceWriter::close() {
   if (!file_) return;
-  std::FILE* f = file_.release();
-  if (std::fclose(f) != 0) fail("{}: write error on close: {}", path_, std::strerror(errno));
+  const std::unique_ptr<OutputFile> f = std::move(file_);
+  f->commit();
 }
 
 }  // namespace moetier::offload

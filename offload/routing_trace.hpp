@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_io.hpp"
 #include "offload/expert_id.hpp"
 
 namespace moetier::offload {
@@ -63,21 +64,20 @@ RoutingTrace read_any_trace(const std::string& path);
 /// Writes `trace` in our format (overwrites). Throws moetier::Error when the file cannot be written.
 void write_routing_trace(const std::string& path, const RoutingTrace& trace);
 
-/// Appends records to a trace file as they come (the runtime's recorder). Throws moetier::Error when
-/// the file cannot be opened or written.
+/// Appends records to a trace file as they come (the runtime's recorder), through a temporary beside
+/// `path` (common/file_io.hpp: `path` must be absent or a regular file) that close() renames onto it.
+/// Throws moetier::Error when the file cannot be created or written.
 class RoutingTraceWriter {
  public:
   explicit RoutingTraceWriter(const std::string& path);
   void write(const RoutingRecord& record);
-  /// Flushes and closes; throws on a write error (the destructor closes silently).
+  /// Flushes and renames the trace into place; throws on a write error. Without close() (e.g. a run
+  /// that failed) the destructor discards the partial trace and `path` is left as it was.
   void close();
 
  private:
-  struct Close {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
   std::string path_;
-  std::unique_ptr<std::FILE, Close> file_;
+  std::unique_ptr<OutputFile> file_;
 };
 
 }  // namespace moetier::offload

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <random>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "common/error.hpp"
 #include "cpu/onednn_matmul.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/context_size.hpp"
+#include "runtime/cli/option_checks.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/models/size_breakdown.hpp"
@@ -91,6 +94,7 @@ double onednn_peak_gflops(std::string& label) {
 }
 
 void bench(const BenchArgs& a) {
+  if (a.n_prompt == 0 && a.n_gen == 0) fail("bench: -p 0 and -n 0 leave nothing to measure");
   sched::ThreadPoolOptions po;
   po.n_threads = a.threads;
   sched::ThreadPool& pool = sched::configure_global_pool(po);
@@ -107,6 +111,9 @@ void bench(const BenchArgs& a) {
   std::vector<double> pp, tg;
   std::vector<float> logits;
   const int64_t n_ctx = std::max(a.n_prompt, a.n_gen + 1);
+  const std::string ctx_why = fmt::format("bench -p {} -n {}", a.n_prompt, a.n_gen);
+  check_kv_cache_fits(hp, n_ctx, ctx_why);
+  const auto new_cache = [&] { return allocate_kv_cache(hp, n_ctx, ctx_why, [&] { return model->new_cache(n_ctx); }); };
   const uint64_t decode_bytes = sizes.decode_bytes_per_token(hp.n_expert_used);
   // The read ceiling moves with other tenants of the machine: it is measured right after each counted
   // decode repetition, and each repetition gets its own roofline ratio.
@@ -115,13 +122,13 @@ void bench(const BenchArgs& a) {
     if (a.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(a.n_prompt));
       for (auto& t : prompt) t = tok(rng);
-      auto cache = model->new_cache(n_ctx);
+      auto cache = new_cache();
       auto t0 = std::chrono::steady_clock::now();
       model->forward(prompt, cache, logits);
       if (r > 0) pp.push_back(a.n_prompt / seconds_since(t0));
     }
     if (a.n_gen > 0) {
-      auto cache = model->new_cache(n_ctx);
+      auto cache = new_cache();
       int32_t t = tok(rng);
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < a.n_gen; ++i) {
@@ -214,15 +221,18 @@ void register_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* sub = app.add_subcommand("bench", "Throughput table (pp/tg tokens/s) with roofline ratios");
   sub->add_option("-m,--model", a->model, "GGUF model file")->required();
-  sub->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens per pp test (0: skip)");
-  sub->add_option("-n,--n-gen", a->n_gen, "Generated tokens per tg test (0: skip)");
-  sub->add_option("-r,--repetitions", a->reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
-  sub->add_option("-t,--threads", a->threads, "Worker threads (0: one per allowed physical core)");
+  // Upper bounds keep max(-p, -n + 1) an int; the KV cache for it is checked against memory in bench().
+  constexpr long double kMaxTokens = std::numeric_limits<int32_t>::max() - 1;
+  sub->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens per pp test (0: skip)")->check(in_range(0, kMaxTokens, "0: skip"));
+  sub->add_option("-n,--n-gen", a->n_gen, "Generated tokens per tg test (0: skip)")->check(in_range(0, kMaxTokens, "0: skip"));
+  sub->add_option("-r,--repetitions", a->reps, "Repetitions (after one warm-up)")->check(in_range(1, 1000000));
+  sub->add_option("-t,--threads", a->threads, "Worker threads (0: one per allowed physical core)")
+      ->check(in_range(0, 65536, "0: one per allowed physical core"));
   sub->add_flag("--json", a->json, "Print JSON (schema moetier.bench/1)");
   sub->add_option("--gemm-min-batch", a->gemm_min_batch, "As in `moetier run` (0: never use the prefill GEMM)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(in_range(0, std::numeric_limits<int32_t>::max(), "0: never"));
   sub->add_option("--bw-mib", a->bw_mib, "Buffer of the read-bandwidth measurement, MiB (>> last-level cache)")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(in_range(1, 1 << 20));
   sub->add_flag("--no-roofline", a->no_roofline, "Skip the bandwidth and peak measurements");
   sub->callback([a] { bench(*a); });
 }

@@ -11,8 +11,10 @@
 #include <memory>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/tier_options.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/size_breakdown.hpp"
@@ -104,12 +106,22 @@ void register_plan(CLI::App& app) {
   auto a = std::make_shared<PlanArgs>();
   CLI::App* sub = app.add_subcommand("plan", "Place experts on tiers for a memory budget and predict decode speed");
   sub->add_option("-m,--model", a->model, "GGUF model file")->required();
-  sub->add_option("-o,--output", a->out, "Write the plan (JSON, moetier.placement/1)");
-  sub->add_option("--dram-gbps", a->dram_gbps, "DRAM read bandwidth for the prediction (0: measure now)");
-  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)");
+  auto* out = sub->add_option("-o,--output", a->out, "Write the plan (JSON, moetier.placement/1)")->check(non_empty());
+  sub->add_option("--dram-gbps", a->dram_gbps, "DRAM read bandwidth for the prediction (0: measure now)")
+      ->check(in_range(0, 1e6, "0: measure now"));
+  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range(0.001, 1e6));
   sub->add_flag("--json", a->json, "Print the summary as JSON");
   add_tier_options(*sub, a->tiers);
-  sub->callback([a] { plan(*a); });
+  out->excludes("--save-plan");
+  sub->callback([a, sub] {
+    check_tier_options(a->tiers, [sub](const std::string& name) { return sub->count(name) > 0; }, true);
+    // Files before the model is opened: inputs regular files, outputs absent or regular files.
+    if (!a->out.empty()) check_output_file(a->out, "placement plan (-o)");
+    if (!a->tiers.save_plan.empty()) check_output_file(a->tiers.save_plan, "placement plan (--save-plan)");
+    if (!a->tiers.plan.empty()) check_input_file(a->tiers.plan, "placement plan (--plan)");
+    if (!a->tiers.trace.empty()) check_input_file(a->tiers.trace, "routing trace (--trace)");
+    plan(*a);
+  });
 }
 
 }  // namespace moetier::cli

@@ -6,15 +6,19 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <memory>
-#include <sstream>
 #include <string>
+#include <string_view>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 #include "runtime/cli/commands.hpp"
 #include "offload/routing_trace.hpp"
+#include "runtime/cli/context_size.hpp"
+#include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/run_options.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
@@ -25,12 +29,11 @@
 namespace moetier::cli {
 namespace {
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open prompt file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+/// Writes `bytes` to stdout and flushes; a write error (full disk, closed pipe) stops the run with an
+/// Error instead of generating into the void.
+void emit(std::string_view bytes) {
+  if ((!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size()) || std::fflush(stdout) != 0)
+    fail("cannot write to standard output: {}", std::strerror(errno));
 }
 
 void print_timings(const GenerateStats& st) {
@@ -46,6 +49,12 @@ void run(const RunOptions& o) {
   // Everything that can be checked without the model is checked first: a bad option must not cost the
   // minutes of opening a large model, nor leave the echoed prompt on stdout.
   if (o.ctx < 0) fail("-c {} (expected >= 0; 0: min(4096, training context))", o.ctx);
+  // Files: inputs must be regular files, outputs absent or regular files (common/file_io.hpp).
+  if (!o.dump_logits.empty()) check_output_file(o.dump_logits, "logits (--dump-logits)");
+  if (!o.record_routing.empty()) check_output_file(o.record_routing, "routing trace (--record-routing)");
+  if (!o.tiers.save_plan.empty()) check_output_file(o.tiers.save_plan, "placement plan (--save-plan)");
+  if (!o.tiers.plan.empty()) check_input_file(o.tiers.plan, "placement plan (--plan)");
+  if (!o.tiers.trace.empty()) check_input_file(o.tiers.trace, "routing trace (--trace)");
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling.temperature = o.temp;
@@ -58,7 +67,7 @@ void run(const RunOptions& o) {
   gp.stop_at_eog = !o.ignore_eos;
   (void)sampling::Sampler(gp.sampling);  // throws Error for invalid sampling parameters
   std::string prompt = o.prompt;
-  if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
+  if (!o.prompt_file.empty()) prompt = read_input_file(o.prompt_file, "prompt file");
 
   sched::ThreadPoolOptions po;
   po.n_threads = o.threads;
@@ -72,7 +81,8 @@ void run(const RunOptions& o) {
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
 
   const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
-  const int64_t n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(4096, model->hparams().n_ctx_train);
+  const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);  // Error when its KV cache cannot fit
+  if (o.repeat_last_n == -1) gp.sampling.repeat_last_n = static_cast<int32_t>(n_ctx);  // llama.cpp: -1 = context
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
 
@@ -101,34 +111,26 @@ void run(const RunOptions& o) {
     }
   };
 
-  Session session(*model, tok, n_ctx);
+  Session session = allocate_kv_cache(model->hparams(), n_ctx, o.ctx > 0 ? fmt::format("-c {}", n_ctx) : "the default context",
+                                      [&] { return Session(*model, tok, n_ctx); });
+  warn_above_training_context(model->hparams(), n_ctx);
   std::string text;
-  if (!o.json && o.display_prompt) {
-    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-    std::fflush(stdout);
-  }
+  if (!o.json && o.display_prompt) emit(prompt);
   std::vector<float> last_logits;
   const GenerateStats st = session.generate(
       tokens, gp,
       [&](const std::string& piece) {
         text += piece;
-        if (!o.json) {
-          std::fwrite(piece.data(), 1, piece.size(), stdout);
-          std::fflush(stdout);
-        }
+        if (!o.json) emit(piece);
       },
       o.dump_logits.empty() ? nullptr : &last_logits, trace ? std::function(record) : nullptr);
   if (trace) trace->close();
-  if (!o.json) {
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-  }
+  if (!o.json) emit("\n");
 
-  if (!o.dump_logits.empty()) {
-    std::ofstream out(o.dump_logits, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(last_logits.data()), static_cast<std::streamsize>(last_logits.size() * 4));
-    if (!out) fail("{}: cannot write logits", o.dump_logits);
-  }
+  if (!o.dump_logits.empty())
+    write_output_file(o.dump_logits,
+                      std::string_view(reinterpret_cast<const char*>(last_logits.data()), last_logits.size() * sizeof(float)),
+                      "logits (--dump-logits)");
   if (o.json) {
     nlohmann::json j;
     j["schema"] = "moetier.run/1";
@@ -150,7 +152,7 @@ void run(const RunOptions& o) {
                            {"bytes_read", t.bytes_read}, {"stall_ms", t.stall_ns / 1e6}, {"evictions", t.evictions},
                            {"prefetch_predicted", ps.predicted}, {"prefetch_correct", ps.correct}};
     }
-    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    emit(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
   print_timings(st);
   if (tiers && tiers->cache()) {
@@ -175,7 +177,10 @@ void register_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* sub = app.add_subcommand("run", "Generate text from a GGUF model");
   add_run_options(*sub, *o);
-  sub->callback([o] { run(*o); });
+  sub->callback([o, sub] {
+    check_tier_options(o->tiers, [sub](const std::string& name) { return sub->count(name) > 0; }, false);
+    run(*o);
+  });
 }
 
 }  // namespace moetier::cli

@@ -8,12 +8,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/inspect_report.hpp"
+#include "runtime/cli/option_checks.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/synth/synth_model.hpp"
 
@@ -63,8 +66,11 @@ void register_synth(CLI::App& app) {
   sub->add_option("--type", a->type, "Weight type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K MXFP4")
       ->capture_default_str();
   sub->add_option("--vocab-from", a->vocab_from, "Copy every tokenizer.* key from this GGUF (default: self-made BPE)");
-  sub->add_option("--seed", a->seed, "Random seed (same seed, same bytes)")->capture_default_str();
-  sub->add_option("-o,--output", a->out, "Output GGUF file");
+  sub->add_option("--seed", a->seed, "Random seed (same seed, same bytes)")
+      ->capture_default_str()
+      ->check(in_range(0, static_cast<long double>(std::numeric_limits<uint64_t>::max())));
+  sub->add_option("-o,--output", a->out, "Output GGUF file (a new name or a regular file, replaced when complete)")
+      ->check(non_empty());
   sub->add_flag("--dry-run", a->dry_run, "Print what would be written (the inspect report) and write nothing");
   sub->add_flag("--json", a->json, "With --dry-run: print the report as JSON");
   sub->add_flag("--list-presets", a->list, "List the presets and exit");
@@ -87,6 +93,9 @@ void register_synth(CLI::App& app) {
       return;
     }
     if (a->out.empty()) fail("synth: -o OUT.gguf is required (or --dry-run)");
+    // Refuses a folder, FIFO, socket or device as -o, and writes through a temporary beside the target,
+    // renamed onto it on success, so that a failed run leaves no truncated model and nothing else replaced.
+    OutputFile file(a->out, "GGUF model");
     const auto writer = m.make_writer();
     const uint64_t size = writer.file_size();
     const std::filesystem::path out(a->out);
@@ -102,17 +111,9 @@ void register_synth(CLI::App& app) {
     if (tty)
       std::fprintf(stderr, "synth: %s %s seed %llu -> %s (%s)\n", a->preset.c_str(), a->type.c_str(),
                    static_cast<unsigned long long>(a->seed), a->out.c_str(), models::format_bytes(size).c_str());
-    // Write beside the target and rename on success, so that a failed run leaves no truncated model.
-    const std::string partial = a->out + ".partial";
-    try {
-      ProgressBar bar;
-      writer.write(partial, m.fill_fn(), tty ? gguf::GgufWriter::ProgressFn(std::ref(bar)) : gguf::GgufWriter::ProgressFn{});
-      std::filesystem::rename(partial, out);
-    } catch (...) {
-      std::error_code ec;
-      std::filesystem::remove(partial, ec);
-      throw;
-    }
+    ProgressBar bar;
+    writer.write(file.temp_path(), m.fill_fn(), tty ? gguf::GgufWriter::ProgressFn(std::ref(bar)) : gguf::GgufWriter::ProgressFn{});
+    file.commit();
     std::printf("%s: %s, %zu tensors, %llu bytes\n", a->out.c_str(), a->preset.c_str(), m.tensors.size(),
                 static_cast<unsigned long long>(size));
   });

@@ -17,7 +17,7 @@ struct RunOptions {
   std::string model;             // -m
   std::string prompt;            // -p
   std::string prompt_file;       // -f
-  int32_t n_predict = 128;       // -n (-1: until EOS or the context is full)
+  int32_t n_predict = 128;       // -n (-1: until EOS or the context is full; < -1 is refused)
   int64_t ctx = 0;               // -c (0: min(4096, training context))
   int threads = 0;               // -t (0: one per allowed physical core)
   float temp = 0.8f;             // --temp (0: greedy)
@@ -25,7 +25,7 @@ struct RunOptions {
   float top_p = 0.95f;
   float min_p = 0.05f;
   float repeat_penalty = 1.0f;
-  int32_t repeat_last_n = 64;
+  int32_t repeat_last_n = 64;    // --repeat-last-n (0: off, -1: the context size, as llama.cpp)
   int64_t seed = -1;             // -1: random
   bool ignore_eos = false;
   bool display_prompt = true;

@@ -8,22 +8,33 @@
 
 #include "common/error.hpp"
 #include "offload/routing_trace.hpp"
+#include "runtime/cli/option_checks.hpp"
 #include "runtime/models/size_breakdown.hpp"
 
 namespace moetier::cli {
 
 void add_tier_options(CLI::App& sub, TierOptions& o) {
-  auto* plan = sub.add_option("--plan", o.plan, "Placement plan JSON (moetier.placement/1): each expert's tier");
+  auto* plan = sub.add_option("--plan", o.plan, "Placement plan JSON (moetier.placement/1): each expert's tier")
+                   ->check(non_empty());
   auto* budget = sub.add_option("--ram-budget", o.ram_budget,
-                                "DRAM budget, e.g. 8GiB: non-expert weights, then the most-routed experts, then a cache");
-  auto* nvme = sub.add_option("--experts-on-nvme", o.experts_on_nvme, "Stream 'all' experts or a FRACTION of them from disk");
+                                "DRAM budget, e.g. 8GiB: non-expert weights, then the most-routed experts, then a cache")
+                     ->check(parsed_by("--ram-budget", [](const std::string& v) { (void)parse_bytes(v, "--ram-budget"); }));
+  auto* nvme = sub.add_option("--experts-on-nvme", o.experts_on_nvme, "Stream 'all' experts or a FRACTION of them from disk")
+                   ->check(parsed_by("--experts-on-nvme", [](const std::string& v) { (void)parse_nvme_fraction(v); }));
   plan->excludes(budget)->excludes(nvme);
   budget->excludes(nvme);
-  sub.add_option("--cache-size", o.cache_size, "DRAM cache for streamed experts with --experts-on-nvme (default 16 experts)");
-  sub.add_option("--cache-policy", o.cache_policy, "Eviction policy: lru, lfu, freq_decay");
-  sub.add_option("--trace", o.trace, "Routing trace (JSONL) whose expert counts order --ram-budget's resident experts");
-  sub.add_option("--save-plan", o.save_plan, "Write the plan in force to FILE");
-  sub.add_option("--io-queue-depth", o.io_queue_depth, "Reads in flight for streamed experts");
+  // The options below need one of the three above (check_tier_options, runtime/cli/option_checks.hpp).
+  sub.add_option("--cache-size", o.cache_size,
+                 "DRAM cache for streamed experts with --experts-on-nvme: a plain number counts experts (default 16), "
+                 "a size with a unit (64MiB, 1.5GB, 4096B) is bytes")
+      ->check(parsed_by("--cache-size", [](const std::string& v) { (void)parse_cache_size(v); }));
+  sub.add_option("--cache-policy", o.cache_policy, "Eviction policy: lru, lfu, freq_decay")
+      ->check(parsed_by("--cache-policy", [](const std::string& v) { (void)offload::parse_policy(v); }));
+  sub.add_option("--trace", o.trace, "Routing trace (JSONL) whose expert counts order --ram-budget's resident experts")
+      ->check(non_empty());
+  sub.add_option("--save-plan", o.save_plan, "Write the plan in force to FILE")->check(non_empty());
+  sub.add_option("--io-queue-depth", o.io_queue_depth, "Reads in flight for streamed experts (1..4096)")
+      ->check(in_range(1, 4096));
   sub.add_flag("--no-prefetch", o.no_prefetch, "Do not predict and prefetch the next layer's experts");
   sub.add_flag("-v,--verbose", o.verbose, "Print the plan in force and per-layer cache statistics");
 }
@@ -71,18 +82,9 @@ std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const T
     plan = offload::plan_from_ram_budget(id, parse_bytes(o.ram_budget, "--ram-budget"), tiered::non_expert_bytes(model),
                                          usage, ro);
   } else {
-    double fraction = 1.0;
-    if (o.experts_on_nvme != "all") {
-      try {
-        size_t pos = 0;
-        fraction = std::stod(o.experts_on_nvme, &pos);
-        if (pos != o.experts_on_nvme.size()) throw 0;
-      } catch (...) {
-        fail("--experts-on-nvme \"{}\": expected all or a fraction between 0 and 1", o.experts_on_nvme);
-      }
-    }
-    const uint64_t cache = o.cache_size.empty() ? 0 : parse_bytes(o.cache_size, "--cache-size");
-    plan = offload::plan_experts_on_nvme(id, fraction, cache, policy);
+    const double fraction = parse_nvme_fraction(o.experts_on_nvme);
+    const CacheSize cache = o.cache_size.empty() ? CacheSize{} : parse_cache_size(o.cache_size);
+    plan = offload::plan_experts_on_nvme(id, fraction, cache.bytes, policy, cache.experts ? cache.experts : 16);
   }
   if (!o.save_plan.empty()) offload::write_placement_plan(o.save_plan, plan);
   tiered::TieredOptions to;

@@ -20,7 +20,7 @@ struct TierOptions {
   std::string plan;             // --plan FILE
   std::string ram_budget;       // --ram-budget 8GiB
   std::string experts_on_nvme;  // --experts-on-nvme all|FRACTION
-  std::string cache_size;       // --cache-size 2GiB (with --experts-on-nvme)
+  std::string cache_size;       // --cache-size 16 (experts) or 64MiB (bytes), with --experts-on-nvme
   std::string cache_policy;     // --cache-policy lru|lfu|freq_decay
   std::string trace;            // --trace FILE (routing counts for --ram-budget)
   std::string save_plan;        // --save-plan FILE

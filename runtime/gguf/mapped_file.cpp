@@ -10,11 +10,13 @@
 #include <utility>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 
 namespace moetier::gguf {
 
 MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO without a writer is refused below instead of blocking here forever.
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) fail("{}: cannot open: {}", path_, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -24,7 +26,7 @@ MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{}: not a regular file", path_);
+    fail("{}: is a {}, not a regular file", path_, file_type_name(st.st_mode));
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

@@ -9,7 +9,8 @@
 namespace moetier::gguf {
 
 /// Read-only mmap (PROT_READ, MAP_SHARED) of `path`. Throws Error naming the path on open/stat/mmap
-/// failure. A zero-length file maps to an empty span.
+/// failure, and without blocking for anything but a regular file (a FIFO, folder, socket or device, block
+/// devices included: their size is not st_size). A zero-length file maps to an empty span.
 class MappedFile {
  public:
   explicit MappedFile(std::string path);

@@ -1,10 +1,12 @@
 // The built `moetier` binary (path in env MOETIER_BIN, set by meson): synth writes deterministic
-// files, inspect reports them (text and JSON schema moetier.inspect/1), and every failure is one line
-// "moetier: error: ..." on stderr with exit status 1.
+// files (through a temporary renamed onto -o, symbolic links kept), inspect reports them (text and JSON
+// schema moetier.inspect/1), and every failure is one line "moetier: error: ..." on stderr with exit
+// status 1: usage errors (--help exits 0) and a write error on stdout included.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -213,4 +215,84 @@ TEST_CASE("inspect_report and inspect_text agree (library, every tiny preset)") 
     CHECK(text.find(fmt::format("({} bytes)", m.tensor_bytes())) != std::string::npos);
     CHECK(text.find(fmt::format("layers {}-{}", p.n_layer_dense_lead, p.n_layer - 1)) != std::string::npos);
   }
+}
+
+TEST_CASE("usage errors are one line on stderr and exit status 1; --help prints the help and exits 0") {
+  test::TempDir dir("cli-usage");
+  // CLI11 used to exit 104-114 with two lines ("... Run with --help for more information.").
+  const std::vector<std::vector<std::string>> usage_errors = {
+      {},                                                  // no subcommand
+      {"frobnicate"},                                      // unknown subcommand
+      {"inspect"},                                         // missing positional
+      {"inspect", "a.gguf", "b.gguf"},                     // extra positional
+      {"synth", "--bogus"},                                // unknown option
+      {"synth", "--seed", "many"},                         // not a number
+      {"run", "-p", "hi"},                                 // missing -m
+      {"run", "-m", "x.gguf", "-p", "hi", "-f", "x.txt"},  // -p excludes -f
+      {"run", "-m", "x.gguf", "-p", "hi", "-n"},           // missing value
+      {"run", "-m", "x.gguf", "-p", "hi", "--temp", "0", "--temp", "1"},  // given twice
+      {"bench", "-m", "x.gguf", "-r", "0"},                // out of range
+      {"plan", "-m", "x.gguf", "--ram-budget", "1GiB", "--experts-on-nvme", "all"},  // exclusive
+  };
+  for (const auto& args : usage_errors) {
+    std::string cmd;
+    for (const auto& a : args) cmd += " " + a;
+    CAPTURE(cmd);
+    const RunResult r = run(dir, args);
+    check_one_line_error(r, {"--help"});
+    CHECK(r.out.empty());
+  }
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"}, {"run", "--help"}, {"synth", "-h"}}) {
+    CAPTURE(args.back());
+    const RunResult r = run(dir, args);
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("Usage:") != std::string::npos);
+  }
+}
+
+TEST_CASE("a write error on stdout (full disk) is exit 1 with one line: inspect, synth --list-presets, --help") {
+  if (!std::filesystem::exists("/dev/full")) {
+    MESSAGE("no /dev/full on this machine: nothing to check");
+    return;
+  }
+  test::TempDir dir("cli-full");
+  const std::string model = dir.file("m.gguf");
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-olmoe", "-o", model}).status == 0);
+  const char* bin = std::getenv("MOETIER_BIN");
+  REQUIRE(bin != nullptr);
+  const std::vector<std::vector<std::string>> commands = {
+      {"inspect", model}, {"inspect", model, "--json"}, {"synth", "--list-presets"},
+      {"synth", "--preset", "tiny-olmoe", "--dry-run"}, {"synth", "--preset", "tiny-olmoe", "-o", dir.file("n.gguf")},
+      {"--help"}};
+  for (const auto& args : commands) {
+    std::string cmd = quote(bin);
+    for (const auto& a : args) cmd.append(" ").append(quote(a));
+    CAPTURE(cmd);
+    const std::string err = dir.file("stderr.txt");
+    const int rc = std::system((cmd + " >/dev/full 2>" + quote(err)).c_str());
+    RunResult r;
+    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    r.err = slurp(err);
+    CAPTURE(r.err);
+    check_one_line_error(r, {"standard output"});
+  }
+}
+
+TEST_CASE("synth -o: a symbolic link keeps pointing at the replaced model; an interrupted write keeps the old one") {
+  test::TempDir dir("cli-link");
+  const std::string target = dir.file("real.gguf"), link = dir.file("link.gguf");
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-olmoe", "--seed", "1", "-o", target}).status == 0);
+  std::filesystem::create_symlink("real.gguf", link);
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-olmoe", "--seed", "2", "-o", link}).status == 0);
+  CHECK(std::filesystem::is_symlink(link));
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-olmoe", "--seed", "2", "-o", dir.file("direct.gguf")}).status == 0);
+  CHECK(slurp(target) == slurp(dir.file("direct.gguf")));
+  // A failing synth (bad --vocab-from) leaves the existing file as it was.
+  const std::string before = slurp(target);
+  check_one_line_error(run(dir, {"synth", "--preset", "tiny-olmoe", "--vocab-from", dir.file("none.gguf"), "-o", target}),
+                       {"none.gguf"});
+  CHECK(slurp(target) == before);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no temporaries left behind
+    CHECK(e.path().filename().string().find(".moetier-") == std::string::npos);
 }

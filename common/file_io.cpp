@@ -1,0 +1,173 @@
+#include "common/file_io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "common/error.hpp"
+
+namespace moetier {
+namespace {
+
+/// The process's umask, read without changing it (umask(2) would, for every thread), from
+/// /proc/self/status; 022 when it cannot be read.
+mode_t current_umask() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::strtoul(line.c_str() + 6, nullptr, 8) & 0777);
+  return 022;
+}
+
+/// The folder a new file `path` would be created in ("." for a bare name).
+std::string folder_of(const std::string& path) {
+  const std::filesystem::path p(path);
+  return p.has_parent_path() ? p.parent_path().string() : std::string(".");
+}
+
+[[noreturn]] void fail_not_regular(const std::string& path, std::string_view what, mode_t mode, bool output) {
+  if (output)
+    fail("{}: cannot write the {} there: it is a {} (only a regular file or a new name is written)", path, what,
+         file_type_name(mode));
+  fail("{}: the {} is a {}, not a regular file", path, what, file_type_name(mode));
+}
+
+/// Opens `path` for reading without blocking and checks that it is a regular file; returns the fd.
+int open_regular(const std::string& path, std::string_view what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) fail("{}: cannot open the {}: {}", path, what, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("{}: cannot stat the {}: {}", path, what, std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail_not_regular(path, what, st.st_mode, false);
+  }
+  return fd;
+}
+
+}  // namespace
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISREG(mode)) return "regular file";
+  if (S_ISDIR(mode)) return "directory";
+  if (S_ISFIFO(mode)) return "FIFO";
+  if (S_ISSOCK(mode)) return "socket";
+  if (S_ISCHR(mode)) return "character device";
+  if (S_ISBLK(mode)) return "block device";
+  if (S_ISLNK(mode)) return "symbolic link";
+  return "special file";
+}
+
+void check_input_file(const std::string& path, std::string_view what) { ::close(open_regular(path, what)); }
+
+std::string read_input_file(const std::string& path, std::string_view what) {
+  const int fd = open_regular(path, what);
+  std::string out;
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("{}: cannot read the {}: {}", path, what, std::strerror(err));
+    }
+    if (n == 0) break;
+    out.append(buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+void check_output_file(const std::string& path, std::string_view what) {
+  if (path.empty()) fail("empty file name for the {}", what);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) fail_not_regular(path, what, st.st_mode, true);
+    return;
+  }
+  if (errno != ENOENT) fail("{}: cannot write the {}: {}", path, what, std::strerror(errno));
+  // Absent (or a dangling symbolic link): the folder it would be created in must exist.
+  const std::string dir = folder_of(path);
+  if (::stat(dir.c_str(), &st) != 0) fail("{}: cannot write the {}: folder {}: {}", path, what, dir, std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) fail("{}: cannot write the {}: {} is not a directory", path, what, dir);
+}
+
+OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(path)), what_(std::move(what)) {
+  check_output_file(path_, what_);
+  target_ = path_;
+  struct stat lst {};
+  if (::lstat(path_.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    std::error_code ec;
+    const auto resolved = std::filesystem::weakly_canonical(path_, ec);
+    if (ec) fail("{}: cannot resolve the symbolic link: {}", path_, ec.message());
+    target_ = resolved.string();
+  }
+  std::string name = std::filesystem::path(target_).filename().string();
+  if (name.size() > 200) name.resize(200);  // keep the temporary's name within NAME_MAX
+  std::string templ = (std::filesystem::path(folder_of(target_)) / ("." + name + ".moetier-XXXXXX")).string();
+  const int fd = ::mkostemp(templ.data(), O_CLOEXEC);
+  if (fd < 0) fail("{}: cannot create a temporary file for the {} in {}: {}", path_, what_, folder_of(target_), std::strerror(errno));
+  temp_ = templ;
+  file_ = ::fdopen(fd, "wb");
+  if (!file_) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(temp_.c_str());
+    fail("{}: cannot open {}: {}", path_, temp_, std::strerror(err));
+  }
+}
+
+OutputFile::~OutputFile() {
+  if (committed_) return;
+  if (file_) std::fclose(file_);
+  ::unlink(temp_.c_str());
+}
+
+void OutputFile::write(std::string_view bytes) {
+  if (committed_ || !file_) fail("{}: write after commit", path_);
+  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size())
+    fail("{}: cannot write the {}: {}", path_, what_, std::strerror(errno));
+}
+
+void OutputFile::commit() {
+  if (committed_) return;
+  // The replaced file's mode (and, where allowed, owner) carries over; a new file gets 0666 & ~umask as
+  // fopen would have given it.
+  struct stat st {};
+  const bool replacing = ::stat(target_.c_str(), &st) == 0;
+  // Checked again: the target may have changed since the constructor (e.g. a FIFO made meanwhile).
+  if (replacing && !S_ISREG(st.st_mode)) fail_not_regular(path_, what_, st.st_mode, true);
+  const mode_t mode = replacing ? (st.st_mode & 07777) : (0666 & ~current_umask());
+  const int fd = ::fileno(file_);
+  int err = 0;
+  if (std::fflush(file_) != 0 || std::ferror(file_)) err = errno ? errno : EIO;
+  if (!err && ::fchmod(fd, mode) != 0) err = errno;
+  if (!err && replacing && (st.st_uid != ::geteuid() || st.st_gid != ::getegid()))
+    (void)!::fchown(fd, st.st_uid, st.st_gid);  // best effort: only root may give a file away
+  std::FILE* f = file_;
+  file_ = nullptr;
+  if (std::fclose(f) != 0 && !err) err = errno;
+  if (err) fail("{}: cannot write the {}: {}", path_, what_, std::strerror(err));
+  if (std::rename(temp_.c_str(), target_.c_str()) != 0)
+    fail("{}: cannot rename {} onto it: {}", path_, temp_, std::strerror(errno));
+  committed_ = true;
+}
+
+void write_output_file(const std::string& path, std::string_view bytes, std::string_view what) {
+  OutputFile out(path, std::string(what));
+  out.write(bytes);
+  out.commit();
+}
+
+}  // namespace moetier
