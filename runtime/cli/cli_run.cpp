@@ -82,14 +82,13 @@ void run(const RunOptions& o) {
   if (!o.record_routing.empty()) trace = std::make_unique<offload::RoutingTraceWriter>(o.record_routing);
   const auto record = [&](int64_t pos0, const std::vector<models::RoutingRecord>& layers) {
     const size_t k = static_cast<size_t>(model->hparams().n_expert_used);
-    size_t n_tokens = 0;
-    for (const auto& r : layers) n_tokens = std::max(n_tokens, r.ids.size() / k);
     for (size_t il = 0; il < layers.size(); ++il) {
       const auto& r = layers[il];
       if (r.ids.empty()) continue;
       const size_t n_rows = r.ids.size() / k;
-      // The last layer of a prefill routes only the last token (the one whose logits are wanted).
-      const int64_t first_pos = pos0 + static_cast<int64_t>(n_tokens - n_rows);
+      // The last layer of a prefill routes only the last token (the one whose logits are wanted): the
+      // record says which token of the batch its first row is.
+      const int64_t first_pos = pos0 + r.first_token;
       for (size_t t = 0; t < n_rows; ++t) {
         offload::RoutingRecord rec;
         rec.layer = static_cast<int32_t>(il);

@@ -199,6 +199,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       } else {
         ffn_.moe(L.moe_w, il, *provider_, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
       }
+      if (rec) rec->first_token = n - rows;
       predicted_.clear();
       if (provider_->wants_prediction()) predict_next_layer(il, rows);
     } else {
