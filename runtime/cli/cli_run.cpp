@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -64,10 +65,13 @@ void run(const RunOptions& o) {
   po.n_threads = o.threads;
   sched::configure_global_pool(po);
 
+  const uint64_t rss_before_model = tiered::current_rss_bytes();
   auto g = gguf::GgufModel::open(o.model);
   auto model = models::load_model(g);
   model->set_gemm_min_tokens(o.gemm_min_batch);
   const auto tok = tokenizer::Tokenizer::from_gguf(g);
+  // What the metadata, the tokenizer and the header pages of the file take (counted in --ram-budget).
+  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
   if (tok.n_vocab() != model->hparams().n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
 
@@ -76,7 +80,7 @@ void run(const RunOptions& o) {
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
 
-  auto tiers = setup_tiers(*model, o.tiers);
+  auto tiers = setup_tiers(*model, o.tiers, RunShape{n_ctx, static_cast<int64_t>(tokens.size()), metadata_bytes});
 
   std::unique_ptr<offload::RoutingTraceWriter> trace;
   if (!o.record_routing.empty()) trace = std::make_unique<offload::RoutingTraceWriter>(o.record_routing);
