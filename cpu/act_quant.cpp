@@ -13,9 +13,12 @@ namespace {
 
 // Round half to even (the default MXCSR mode that _mm256_round_ps(_MM_ROUND_NEAREST) uses), then the
 // int32 -> int8 saturation of _mm256_packs_*.
+// NaN (from a non-finite activation, which the run reports afterwards) gives -128 as on x86, where
+// cvtps2dq returns INT32_MIN and the packs saturate it; casting NaN to an integer would be undefined.
 int8_t round_even_sat8(float v) {
   const float r = std::nearbyint(v);
-  return static_cast<int8_t>(std::clamp(r, -128.0f, 127.0f));
+  if (!(r >= -128.0f)) return -128;
+  return static_cast<int8_t>(std::min(r, 127.0f));
 }
 
 // Quantises one 32-element block with ggml's x86 rule; returns the f32 scale d (before fp16 rounding).

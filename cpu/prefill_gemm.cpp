@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -41,12 +43,19 @@ constexpr size_t kMaxPlans = 256;
 
 bool prefill_gemm_supports(GgmlType t) { return can_dequantize(t); }
 
+int64_t prefill_gemm_columns(GgmlType weight_type, int64_t n_in) {
+  return weight_type == GgmlType::Q4_1 || weight_type == GgmlType::Q5_1 ? n_in + n_in / kQK8_1 : n_in;
+}
+
 void activation_values(const ActivationBuffer& act, float* x) { activation_values(act, x, 0, act.n_tokens()); }
 
 void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, int64_t t_end) {
   const int64_t n = act.n_in();
+  // Q8_1 rows (Q4_1 / Q5_1 weights) carry one more column per block: s, the block sum ggml multiplies by
+  // the weight block's min.
+  const int64_t cols = act.type() == GgmlType::Q8_1 ? n + n / kQK8_1 : n;
   for (int64_t t = t_begin; t < t_end; ++t) {
-    float* out = x + t * n;
+    float* out = x + t * cols;
     switch (act.type()) {
       case GgmlType::Q8_0: {
         const auto* b = static_cast<const BlockQ8_0*>(act.row(t));
@@ -56,6 +65,7 @@ void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, i
       case GgmlType::Q8_1: {
         const auto* b = static_cast<const BlockQ8_1*>(act.row(t));
         for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_f32(b[i / kQK8_1].d) * static_cast<float>(b[i / kQK8_1].qs[i % kQK8_1]);
+        for (int64_t j = 0; j < n / kQK8_1; ++j) out[n + j] = fp16_to_f32(b[j].s);
         break;
       }
       case GgmlType::Q8_K: {
@@ -72,10 +82,40 @@ void activation_values(const ActivationBuffer& act, float* x, int64_t t_begin, i
   }
 }
 
+namespace {
+
+// One row of a tile: dequantize_row, except for Q4_1 / Q5_1, whose n_in values are d * q (the block's min
+// left out: a copy of the row with every min zeroed, through the same dequantiser; d * q is exact in f32)
+// followed by the n_in / 32 mins. `scratch` holds the copy (grown on demand).
+template <typename Block>
+void split_min_row(const std::byte* src, float* dst, int64_t n_in, std::vector<std::byte>& scratch, GgmlType type) {
+  const int64_t nb = n_in / kQK8_1;
+  scratch.resize(static_cast<size_t>(nb) * sizeof(Block));
+  auto* blocks = reinterpret_cast<Block*>(scratch.data());
+  std::memcpy(blocks, src, scratch.size());
+  for (int64_t b = 0; b < nb; ++b) {
+    dst[n_in + b] = fp16_to_f32(blocks[b].m);
+    blocks[b].m = 0;  // +0.0 in fp16
+  }
+  dequantize_row(type, blocks, dst, n_in);
+}
+
+void dequantize_tile_row(GgmlType type, const std::byte* src, float* dst, int64_t n_in, std::vector<std::byte>& scratch) {
+  static_assert(kQK4_1 == kQK8_1 && kQK5_1 == kQK8_1);
+  switch (type) {
+    case GgmlType::Q4_1: split_min_row<BlockQ4_1>(src, dst, n_in, scratch, type); return;
+    case GgmlType::Q5_1: split_min_row<BlockQ5_1>(src, dst, n_in, scratch, type); return;
+    default: dequantize_row(type, src, dst, n_in); return;
+  }
+}
+
+}  // namespace
+
 struct PrefillGemmWorker::Impl {
   OnednnMatmul mm;
-  AlignedBuffer tile;      // kPrefillTileRows x n_in of the tile type
+  AlignedBuffer tile;      // kPrefillTileRows x prefill_gemm_columns(type, n_in) of the tile type
   std::vector<float> row;  // one dequantised row on its way to bf16
+  std::vector<std::byte> blocks;  // a Q4_1 / Q5_1 row with its mins zeroed (dequantize_tile_row)
 };
 
 PrefillGemmWorker::PrefillGemmWorker() : impl_(std::make_unique<Impl>()) {}
@@ -103,12 +143,13 @@ void PrefillGemmWorker::rows(GgmlType type, const void* w, int64_t n_in, const v
   Impl& im = *impl_;
   const bool bf16 = tile_type == MatmulType::BF16;
   const size_t rb = ggml_row_bytes(type, static_cast<uint64_t>(n_in));
+  const int64_t k = prefill_gemm_columns(type, n_in);
   const auto* wb = static_cast<const std::byte*>(w);
   // Weights usable in place: F32 rows for f32 tiles, BF16 rows for bf16 tiles.
   const bool in_place = type == (bf16 ? GgmlType::BF16 : GgmlType::F32);
-  const size_t tile_bytes = static_cast<size_t>(kPrefillTileRows * n_in) * type_size(tile_type);
+  const size_t tile_bytes = static_cast<size_t>(kPrefillTileRows * k) * type_size(tile_type);
   if (!in_place && im.tile.size() < tile_bytes) im.tile = AlignedBuffer(tile_bytes, 64);
-  if (bf16 && !in_place && im.row.size() < static_cast<size_t>(n_in)) im.row.resize(static_cast<size_t>(n_in));
+  if (bf16 && !in_place && im.row.size() < static_cast<size_t>(k)) im.row.resize(static_cast<size_t>(k));
   if (im.mm.n_plans() > kMaxPlans) im.mm.clear_plans();
 
   OmpThreadsGuard one_thread(1);
@@ -119,16 +160,16 @@ void PrefillGemmWorker::rows(GgmlType type, const void* w, int64_t n_in, const v
       for (int64_t r = 0; r < n; ++r) {
         const std::byte* src = wb + static_cast<size_t>(r0 + r) * rb;
         if (!bf16) {
-          dequantize_row(type, src, im.tile.as<float>() + r * n_in, n_in);
+          dequantize_tile_row(type, src, im.tile.as<float>() + r * k, n_in, im.blocks);
         } else {
-          dequantize_row(type, src, im.row.data(), n_in);
-          uint16_t* dst = im.tile.as<uint16_t>() + r * n_in;
-          for (int64_t i = 0; i < n_in; ++i) dst[i] = f32_to_bf16(im.row[static_cast<size_t>(i)]);
+          dequantize_tile_row(type, src, im.row.data(), n_in, im.blocks);
+          uint16_t* dst = im.tile.as<uint16_t>() + r * k;
+          for (int64_t i = 0; i < k; ++i) dst[i] = f32_to_bf16(im.row[static_cast<size_t>(i)]);
         }
       }
       wt = im.tile.data();
     }
-    MatmulPlan& plan = im.mm.plan({m, n, n_in, tile_type, tile_type, false, ldy});
+    MatmulPlan& plan = im.mm.plan({m, n, k, tile_type, tile_type, false, ldy});
     im.mm.execute(plan, x, wt, y + r0);
     if (r0 == row_begin) implementation_ = plan.implementation();
   }

@@ -290,6 +290,12 @@ void write_placement_plan(const std::string& path, const PlacementPlan& plan) {
   write_output_file(path, plan_to_json(plan), "placement plan");
 }
 
+uint64_t planned_slot_bytes(const ModelIdentity& model) {
+  uint64_t max_bytes = 0;
+  for (uint64_t b : model.expert_bytes) max_bytes = std::max(max_bytes, b);
+  return slot_bytes_for(max_bytes);
+}
+
 PlacementPlan plan_from_ram_budget(const ModelIdentity& model, uint64_t budget_bytes, uint64_t non_expert_bytes,
                                    const std::vector<std::vector<uint64_t>>& usage, RamBudgetOptions opts) {
   check_identity(model);

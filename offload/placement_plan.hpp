@@ -88,6 +88,10 @@ PlacementPlan read_placement_plan(const std::string& path);
 /// `path` must be absent or a regular file). Throws moetier::Error on failure.
 void write_placement_plan(const std::string& path, const PlacementPlan& plan);
 
+/// Bytes the planners reserve per cache slot: the largest expert of `model` with the O_DIRECT alignment
+/// slack of its three ranges (an upper bound of the cache's actual slot size).
+uint64_t planned_slot_bytes(const ModelIdentity& model);
+
 /// Options of plan_from_ram_budget.
 struct RamBudgetOptions {
   uint64_t min_cache_experts = 16;   ///< cache reserved for streaming when not all experts fit (in experts)

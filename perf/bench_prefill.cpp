@@ -111,15 +111,27 @@ int main(int argc, char** argv) {
           std::vector<float> x(static_cast<size_t>(m * k)), y(static_cast<size_t>(m * n)), y2(y.size());
           std::normal_distribution<float> gx(0.0f, 1.0f);
           for (auto& v : x) v = gx(rng);
+          // X as the prefill GEMM takes it: for Q4_1 / Q5_1 each row is followed by its 32-block sums (what
+          // a Q8_1 block's s stands for; prefill_gemm_columns).
+          const int64_t kx = cpu::prefill_gemm_columns(*type, k);
+          std::vector<float> xg(static_cast<size_t>(m * kx));
+          for (int64_t t = 0; t < m; ++t) {
+            std::copy_n(x.data() + t * k, k, xg.data() + t * kx);
+            for (int64_t b = 0; b < kx - k; ++b) {
+              float sum = 0;
+              for (int64_t i = 32 * b; i < 32 * b + 32; ++i) sum += x[static_cast<size_t>(t * k + i)];
+              xg[static_cast<size_t>(t * kx + k + b)] = sum;
+            }
+          }
           const double flop = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 
-          std::vector<uint16_t> xb(x.size());
+          std::vector<uint16_t> xb(xg.size());
           const double t_gemm = median_seconds(reps, [&] {
             if (tile == cpu::MatmulType::BF16)  // X rounded once per call, as LinearExec::batch does
               pool.parallel_for(m, 1, [&](int64_t b, int64_t e, int) {
-                for (int64_t i = b * k; i < e * k; ++i) xb[static_cast<size_t>(i)] = f32_to_bf16(x[static_cast<size_t>(i)]);
+                for (int64_t i = b * kx; i < e * kx; ++i) xb[static_cast<size_t>(i)] = f32_to_bf16(xg[static_cast<size_t>(i)]);
               });
-            const void* xin = tile == cpu::MatmulType::BF16 ? static_cast<const void*>(xb.data()) : x.data();
+            const void* xin = tile == cpu::MatmulType::BF16 ? static_cast<const void*>(xb.data()) : xg.data();
             pool.parallel_for(n, cpu::kPrefillTileRows, [&](int64_t b, int64_t e, int wk) {
               workers[static_cast<size_t>(wk)]->rows(*type, w.data(), k, xin, tile, m, y.data(), n, b, e);
             });

@@ -3,11 +3,15 @@
 // predicted decode speed from a simple model: per token, the weights read from DRAM at the DRAM read
 // bandwidth plus the expected streamed-expert misses read from NVMe at the disk bandwidth, where routing
 // is taken from the trace (or uniform over experts) and the cache hit rate from the share of streamed
-// experts the cache holds. The prediction is a bound for planning, not a measurement.
+// experts the cache holds. The prediction is a bound for planning, not a measurement. The budget is the
+// whole process: the memory table shows what the KV cache for -c positions, scratch for a prompt of -b
+// tokens, the I/O state, metadata + tokenizer and the fixed overhead take before the weights are placed.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <memory>
 
 #include "common/error.hpp"
@@ -18,6 +22,7 @@
 #include "runtime/cli/tier_options.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/size_breakdown.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 #include "scheduler/bandwidth.hpp"
 #include "scheduler/thread_pool.hpp"
 
@@ -29,17 +34,27 @@ struct PlanArgs {
   TierOptions tiers;
   double dram_gbps = 0;  // 0: measure
   double nvme_gbps = 1.5;
+  int64_t ctx = 0;     // -c (0: min(4096, training context), as run)
+  int64_t batch = 512;  // -b: tokens of the largest prompt (capped at the context)
   bool json = false;
 };
 
 void plan(PlanArgs& a) {
   if (a.tiers.plan.empty() && a.tiers.ram_budget.empty() && a.tiers.experts_on_nvme.empty())
     fail("plan: give --ram-budget SIZE or --experts-on-nvme all|FRACTION (or --plan FILE to evaluate one)");
+  if (a.ctx < 0) fail("-c {} (expected >= 0; 0: min(4096, training context))", a.ctx);
+  if (a.batch < 1) fail("-b {} (expected >= 1)", a.batch);
+  const uint64_t rss_before_model = tiered::current_rss_bytes();
   auto g = gguf::GgufModel::open(a.model);
   auto model = models::load_model(g);
+  const auto tok = tokenizer::Tokenizer::from_gguf(g);  // held as `run` holds it: measured below
+  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
   const auto& hp = model->hparams();
+  const int64_t n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, hp.n_ctx_train);
   if (!a.out.empty()) a.tiers.save_plan = a.out;
-  auto tiers = setup_tiers(*model, a.tiers);
+  tiered::MemoryParts mem;
+  auto tiers = setup_tiers(*model, a.tiers, RunShape{n_ctx, std::min(a.batch, n_ctx), metadata_bytes}, &mem);
+  const uint64_t budget = a.tiers.ram_budget.empty() ? 0 : parse_bytes(a.tiers.ram_budget, "--ram-budget");
   const offload::PlacementPlan& p = tiers->plan();
   const auto sizes = models::compute_size_breakdown(g.tensors());
 
@@ -78,6 +93,12 @@ void plan(PlanArgs& a) {
     j["cache_bytes"] = p.cache_bytes;
     j["experts_dram"] = p.experts_on(offload::Tier::Kind::Dram).size();
     j["experts_nvme"] = tiers->n_streamed();
+    j["memory"] = {{"budget_bytes", budget},           {"total_bytes", mem.total()},
+                   {"non_expert_bytes", mem.non_expert}, {"resident_expert_bytes", mem.resident_experts},
+                   {"expert_cache_bytes", mem.expert_cache}, {"kv_cache_bytes", mem.kv_cache},
+                   {"n_ctx", mem.n_ctx},                {"scratch_bytes", mem.scratch},
+                   {"n_batch", mem.n_batch},            {"io_bytes", mem.io},
+                   {"metadata_bytes", mem.metadata},    {"fixed_overhead_bytes", mem.fixed}};
     j["predicted"] = {{"dram_bytes_per_token", dram_bytes}, {"nvme_bytes_per_token", disk_bytes},
                       {"cache_hit_rate", hit_rate}, {"dram_gbps", a.dram_gbps}, {"nvme_gbps", a.nvme_gbps},
                       {"decode_tokens_per_s", tps}};
@@ -92,6 +113,7 @@ void plan(PlanArgs& a) {
   std::printf("experts on NVMe:  %zu (%s), cache %s (%.0f slots, %s)\n", tiers->n_streamed(),
               models::format_bytes(p.bytes_on(offload::Tier::Kind::Nvme)).c_str(),
               models::format_bytes(p.cache_bytes).c_str(), slots, std::string(offload::policy_name(p.cache_policy)).c_str());
+  std::printf("memory:\n%s", tiered::memory_table(mem, budget).c_str());
   std::printf("per decode token: %s from DRAM at %.1f GB/s, %s from NVMe at %.2f GB/s (cache hit rate ~%.0f%%%s)\n",
               models::format_bytes(static_cast<uint64_t>(dram_bytes)).c_str(), a.dram_gbps,
               models::format_bytes(static_cast<uint64_t>(disk_bytes)).c_str(), a.nvme_gbps, 100 * hit_rate,
@@ -110,6 +132,10 @@ void register_plan(CLI::App& app) {
   sub->add_option("--dram-gbps", a->dram_gbps, "DRAM read bandwidth for the prediction (0: measure now)")
       ->check(in_range(0, 1e6, "0: measure now"));
   sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range(0.001, 1e6));
+  sub->add_option("-c,--ctx-size", a->ctx, "Context size the KV cache is sized for (0: min(4096, training context))")
+      ->check(in_range(0, std::numeric_limits<int32_t>::max(), "0: min(4096, training context)"));
+  sub->add_option("-b,--batch-size", a->batch, "Tokens of the longest prompt the scratch buffers are sized for")
+      ->check(in_range(1, std::numeric_limits<int32_t>::max()));
   sub->add_flag("--json", a->json, "Print the summary as JSON");
   add_tier_options(*sub, a->tiers);
   out->excludes("--save-plan");

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -73,10 +74,13 @@ void run(const RunOptions& o) {
   po.n_threads = o.threads;
   sched::configure_global_pool(po);
 
+  const uint64_t rss_before_model = tiered::current_rss_bytes();
   auto g = gguf::GgufModel::open(o.model);
   auto model = models::load_model(g);
   model->set_gemm_min_tokens(o.gemm_min_batch);
   const auto tok = tokenizer::Tokenizer::from_gguf(g);
+  // What the metadata, the tokenizer and the header pages of the file take (counted in --ram-budget).
+  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
   if (tok.n_vocab() != model->hparams().n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
 
@@ -86,20 +90,19 @@ void run(const RunOptions& o) {
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);
 
-  auto tiers = setup_tiers(*model, o.tiers);
+  auto tiers = setup_tiers(*model, o.tiers, RunShape{n_ctx, static_cast<int64_t>(tokens.size()), metadata_bytes});
 
   std::unique_ptr<offload::RoutingTraceWriter> trace;
   if (!o.record_routing.empty()) trace = std::make_unique<offload::RoutingTraceWriter>(o.record_routing);
   const auto record = [&](int64_t pos0, const std::vector<models::RoutingRecord>& layers) {
     const size_t k = static_cast<size_t>(model->hparams().n_expert_used);
-    size_t n_tokens = 0;
-    for (const auto& r : layers) n_tokens = std::max(n_tokens, r.ids.size() / k);
     for (size_t il = 0; il < layers.size(); ++il) {
       const auto& r = layers[il];
       if (r.ids.empty()) continue;
       const size_t n_rows = r.ids.size() / k;
-      // The last layer of a prefill routes only the last token (the one whose logits are wanted).
-      const int64_t first_pos = pos0 + static_cast<int64_t>(n_tokens - n_rows);
+      // The last layer of a prefill routes only the last token (the one whose logits are wanted): the
+      // record says which token of the batch its first row is.
+      const int64_t first_pos = pos0 + r.first_token;
       for (size_t t = 0; t < n_rows; ++t) {
         offload::RoutingRecord rec;
         rec.layer = static_cast<int32_t>(il);

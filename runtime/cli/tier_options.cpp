@@ -10,6 +10,7 @@
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/models/size_breakdown.hpp"
+#include "scheduler/thread_pool.hpp"
 
 namespace moetier::cli {
 
@@ -64,23 +65,34 @@ uint64_t parse_bytes(const std::string& text, const std::string& what) {
   return static_cast<uint64_t>(std::llround(v * mul));
 }
 
-std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o) {
-  if (!o.any()) return nullptr;
-  if (model.hparams().n_expert == 0) fail("{}: the model has no routed experts to place", model.gguf().path());
+std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
+                                                  tiered::MemoryParts* parts_out) {
   const offload::ModelIdentity id = tiered::model_identity(model);
+  tiered::MemoryParts parts = tiered::process_parts(model, shape.n_ctx, shape.n_batch, sched::global_pool().size(),
+                                                    o.io_queue_depth, shape.metadata_bytes);
+  if (!o.any()) {
+    tiered::add_all_resident(parts, id);
+    if (o.verbose) std::fprintf(stderr, "moetier: memory:\n%s", tiered::memory_table(parts, 0).c_str());
+    if (parts_out) *parts_out = parts;
+    return nullptr;
+  }
+  if (model.hparams().n_expert == 0) fail("{}: the model has no routed experts to place", model.gguf().path());
   offload::PolicyKind policy = offload::PolicyKind::Lru;
   if (!o.cache_policy.empty()) policy = offload::parse_policy(o.cache_policy);
   offload::PlacementPlan plan;
+  uint64_t budget = 0;
   if (!o.plan.empty()) {
     plan = offload::read_placement_plan(o.plan);
     if (!o.cache_policy.empty()) plan.cache_policy = policy;
   } else if (!o.ram_budget.empty()) {
+    budget = parse_bytes(o.ram_budget, "--ram-budget");
+    // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.
+    const uint64_t weights = tiered::weights_budget(model.gguf().path(), budget, parts, id);
     std::vector<std::vector<uint64_t>> usage;
     if (!o.trace.empty()) usage = offload::read_any_trace(o.trace).usage_counts(id.n_layers, id.n_experts);
     offload::RamBudgetOptions ro;
     ro.policy = policy;
-    plan = offload::plan_from_ram_budget(id, parse_bytes(o.ram_budget, "--ram-budget"), tiered::non_expert_bytes(model),
-                                         usage, ro);
+    plan = offload::plan_from_ram_budget(id, weights, parts.non_expert, usage, ro);
   } else {
     const double fraction = parse_nvme_fraction(o.experts_on_nvme);
     const CacheSize cache = o.cache_size.empty() ? CacheSize{} : parse_cache_size(o.cache_size);
@@ -91,15 +103,13 @@ std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const T
   to.reader.queue_depth = o.io_queue_depth;
   auto tiers = std::make_unique<tiered::TieredExperts>(model, plan, to);
   tiers->set_prefetch(!o.no_prefetch);
+  tiered::add_plan_parts(parts, plan, tiers->cache() ? tiers->cache()->slot_bytes() : 0);
   if (o.verbose) {
     std::fprintf(stderr, "moetier: plan in force (%s):\n%s", o.plan.empty() ? "built from options" : o.plan.c_str(),
                  offload::plan_to_json(plan).c_str());
-    std::fprintf(stderr, "\nmoetier: non-expert weights %s, DRAM experts %s, NVMe experts %s, cache %s\n",
-                 models::format_bytes(tiered::non_expert_bytes(model)).c_str(),
-                 models::format_bytes(plan.bytes_on(offload::Tier::Kind::Dram)).c_str(),
-                 models::format_bytes(plan.bytes_on(offload::Tier::Kind::Nvme)).c_str(),
-                 models::format_bytes(plan.cache_bytes).c_str());
+    std::fprintf(stderr, "\nmoetier: memory:\n%s", tiered::memory_table(parts, budget).c_str());
   }
+  if (parts_out) *parts_out = parts;
   model.set_expert_provider(tiers.get());
   return tiers;
 }

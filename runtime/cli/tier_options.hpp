@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/models/model.hpp"
+#include "runtime/tiered/memory_budget.hpp"
 #include "runtime/tiered/tiered_experts.hpp"
 
 namespace CLI {
@@ -37,9 +38,20 @@ void add_tier_options(CLI::App& sub, TierOptions& o);
 /// GB, TB) suffixes, case-insensitive. Throws Error naming `what` on anything else.
 uint64_t parse_bytes(const std::string& text, const std::string& what);
 
-/// Builds the plan the options describe (Error for conflicting options), prints it with --verbose,
-/// saves it with --save-plan, and installs a TieredExperts in `model`. Returns nullptr (and installs
-/// nothing) when no tier option is given.
-std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o);
+/// What a run holds besides its weights: sizes the KV cache, scratch and metadata parts of --ram-budget.
+struct RunShape {
+  int64_t n_ctx = 1;            ///< KV-cache positions
+  int64_t n_batch = 1;          ///< tokens of the largest forward batch (the prompt)
+  uint64_t metadata_bytes = 0;  ///< resident bytes taken by opening the model and its tokenizer (measured)
+};
+
+/// Builds the plan the options describe (Error for conflicting options); --ram-budget is the whole
+/// process: the KV cache, scratch, I/O state, metadata and fixed overhead of `shape` are set aside
+/// before the weights are placed (Error, one line, when the budget cannot hold them plus the non-expert
+/// weights and one streamed expert). Prints the plan and the memory table with --verbose, saves the
+/// plan with --save-plan, and installs a TieredExperts in `model`. Returns nullptr (and installs
+/// nothing) when no tier option is given. `parts` (optional) receives the memory parts of the run.
+std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
+                                                  tiered::MemoryParts* parts = nullptr);
 
 }  // namespace moetier::cli

@@ -64,6 +64,12 @@ class Deepseek2Model final : public Model {
  protected:
   int64_t cache_k_width() const override { return hp_.kv_lora_rank + hp_.qk_rope_dim; }
   int64_t cache_v_width() const override { return 0; }
+  // q_, qa_, kv_, qabs_, nope_, tmp_, lat_, heads_, vout_ of attention().
+  int64_t attention_floats_per_token() const override {
+    const int64_t nh = hp_.n_head, nope = hp_.qk_nope_dim, rope = hp_.qk_rope_dim, lora = hp_.kv_lora_rank;
+    const int64_t vd = hp_.v_head_dim_mla, kw = lora + rope;
+    return nh * (nope + rope) + hp_.q_lora_rank + kw + nh * kw + nope + lora + nh * lora + nh * vd + vd;
+  }
 
   void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) override {
     const Layer& L = layers_[il];

@@ -53,6 +53,10 @@ class StandardModel final : public Model {
  protected:
   int64_t cache_k_width() const override { return hp_.n_head_kv * hp_.head_dim_k; }
   int64_t cache_v_width() const override { return hp_.n_head_kv * hp_.head_dim_v; }
+  // q_, k_, v_, attn_ of attention().
+  int64_t attention_floats_per_token() const override {
+    return (hp_.n_head + hp_.n_head_kv) * hp_.head_dim_k + (hp_.n_head_kv + hp_.n_head) * hp_.head_dim_v;
+  }
 
   void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) override {
     const Layer& L = layers_[il];

@@ -75,14 +75,15 @@ void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float*
   ++gemm_matmuls_;
   // The numbers ggml's dot products multiply: activations quantised (or rounded) for the weight type.
   quantize(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
-  impl_->x_values.resize(static_cast<size_t>(n_tokens * w.n_in));
+  const int64_t k = cpu::prefill_gemm_columns(w.type, w.n_in);  // n_in (+ Q8_1 block sums for Q4_1 / Q5_1)
+  impl_->x_values.resize(static_cast<size_t>(n_tokens * k));
   const cpu::MatmulType tile = cpu::prefill_tile_type();
   if (tile == cpu::MatmulType::BF16) impl_->x_bf16.resize(impl_->x_values.size());
   sched::ThreadPool& pool = sched::global_pool();
   pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
     cpu::activation_values(impl_->act, impl_->x_values.data(), b, e);
     if (tile == cpu::MatmulType::BF16)
-      for (int64_t i = b * w.n_in; i < e * w.n_in; ++i) impl_->x_bf16[static_cast<size_t>(i)] = f32_to_bf16(impl_->x_values[static_cast<size_t>(i)]);
+      for (int64_t i = b * k; i < e * k; ++i) impl_->x_bf16[static_cast<size_t>(i)] = f32_to_bf16(impl_->x_values[static_cast<size_t>(i)]);
   });
   const void* xv = tile == cpu::MatmulType::BF16 ? static_cast<const void*>(impl_->x_bf16.data()) : impl_->x_values.data();
   auto& workers = impl_->gemm;

@@ -6,12 +6,39 @@
 
 #include "common/error.hpp"
 #include "cpu/ops.hpp"
+#include "cpu/prefill_gemm.hpp"
 #include "scheduler/thread_pool.hpp"
 
 namespace moetier::models {
 
 uint64_t KvCache::bytes() const {
   return static_cast<uint64_t>(n_ctx) * (k_width + v_width) * sizeof(float) * k.size();
+}
+
+uint64_t Model::kv_cache_bytes(int64_t n_ctx) const {
+  return static_cast<uint64_t>(std::max<int64_t>(n_ctx, 0)) * static_cast<uint64_t>(cache_k_width() + cache_v_width()) *
+         sizeof(float) * static_cast<uint64_t>(hp_.n_layer);
+}
+
+uint64_t Model::scratch_bytes(int64_t n_tokens, int64_t n_ctx, int n_workers) const {
+  // Widest matrix input of the file: bounds the FFN widths (n_in of ffn_down) and every activation row.
+  uint64_t max_in = static_cast<uint64_t>(hp_.n_embd);
+  for (const gguf::TensorInfo& t : gguf_.tensors())
+    if (t.shape.size() >= 2) max_in = std::max(max_in, static_cast<uint64_t>(t.row_size()));
+  const auto n = static_cast<uint64_t>(std::max<int64_t>(n_tokens, 1));
+  const auto e = static_cast<uint64_t>(hp_.n_embd), k = static_cast<uint64_t>(hp_.n_expert_used);
+  const auto x = static_cast<uint64_t>(hp_.n_expert), w = static_cast<uint64_t>(std::max(n_workers, 1));
+  const uint64_t per_token = 4 * e                                          // x_, cur_, attn_out_, ffn_out_
+                             + static_cast<uint64_t>(attention_floats_per_token())
+                             + 2 * x + 2 * k                                // router logits, prediction, top-k
+                             + k * e + 3 * e                                // expert slots, gathered, out rows, shared
+                             + 2 * max_in                                   // gate_ / up_ (n_ff <= max_in)
+                             + 4 * max_in                                   // activation buffers, GEMM X (f32 + bf16)
+                             + static_cast<uint64_t>(hp_.n_layer) * (2 * k + x);  // routing records
+  const uint64_t per_worker = static_cast<uint64_t>(std::max<int64_t>(n_ctx, 1))  // attention scores
+                              + static_cast<uint64_t>(cpu::kPrefillTileRows) * max_in;  // GEMM tile
+  const uint64_t vocab = 8 * static_cast<uint64_t>(hp_.n_vocab);  // logits, last logits, candidates (12 B)
+  return sizeof(float) * (per_token * n + per_worker * w + vocab);
 }
 
 Model::Model(const gguf::GgufModel& g, ModelHparams hp) : gguf_(g), hp_(std::move(hp)) {}
@@ -199,6 +226,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       } else {
         ffn_.moe(L.moe_w, il, *provider_, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
       }
+      if (rec) rec->first_token = n - rows;
       predicted_.clear();
       if (provider_->wants_prediction()) predict_next_layer(il, rows);
     } else {

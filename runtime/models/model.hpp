@@ -41,6 +41,14 @@ class Model {
 
   /// A cache for n_ctx positions. Throws Error if n_ctx < 1.
   KvCache new_cache(int64_t n_ctx) const;
+  /// Bytes new_cache(n_ctx) allocates (f32 rows of every layer), without allocating them.
+  uint64_t kv_cache_bytes(int64_t n_ctx) const;
+  /// Upper bound of the bytes of activation buffers (scratch) the forward passes of a session hold when
+  /// its largest batch has `n_tokens` tokens, the cache `n_ctx` positions and the pool `n_workers`
+  /// workers: hidden states, attention and router buffers, expert batches, quantised activations, GEMM
+  /// X and tiles, attention score rows per worker, routing records, logits and the sampler's candidates.
+  /// Buffers only grow, so this is what a run keeps from its largest batch on.
+  uint64_t scratch_bytes(int64_t n_tokens, int64_t n_ctx, int n_workers) const;
 
   /// Runs `tokens` at positions cache.n_past .. + n - 1 (one batch: prefill, or one token: decode) and
   /// advances cache.n_past. logits: [n_out, n_vocab] f32 (resized) for the last token, or all tokens.
@@ -71,6 +79,8 @@ class Model {
   /// Widths of one cache row per layer.
   virtual int64_t cache_k_width() const = 0;
   virtual int64_t cache_v_width() const = 0;
+  /// f32 elements of the architecture's attention buffers per token of a batch (scratch_bytes).
+  virtual int64_t attention_floats_per_token() const = 0;
   /// out [n, n_embd] = attention of layer il over x [n, n_embd] (normed); writes the cache rows.
   virtual void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) = 0;
   /// cpu::attention for heads [0, n_head) of `a` (positions up to a.pos0 + a.n_tokens - 1), heads split

@@ -28,8 +28,10 @@ struct MoeWeights {
 };
 
 /// Per-layer routing record (tests / --record-routing): ids [n_tokens, k], weights [n_tokens, k],
-/// router logits [n_tokens, n_expert].
+/// router logits [n_tokens, n_expert]. Row t is the token at index first_token + t of the forward
+/// call's batch (Model::forward sets first_token; the last layer of a prefill routes only the last token).
 struct RoutingRecord {
+  int64_t first_token = 0;
   std::vector<int32_t> ids;
   std::vector<float> weights;
   std::vector<float> logits;

@@ -49,9 +49,11 @@ uint32_t file_type_of(GgmlType type) {
   }
 }
 
-SynthModel build_synth_model(const SynthOptions& opts) {
+SynthModel build_synth_model(const SynthOptions& opts) { return build_synth_model(find_preset(opts.preset), opts); }
+
+SynthModel build_synth_model(const Preset& preset, const SynthOptions& opts) {
   SynthModel m;
-  m.preset = find_preset(opts.preset);
+  m.preset = preset;
   m.type = opts.type;
   m.seed = opts.seed;
   if (!can_synthesize(opts.type))

@@ -63,6 +63,9 @@ struct SynthModel {
 /// Builds the model description. Throws Error for an unknown preset, a type synth cannot write, or an
 /// unreadable / tokenizer-less --vocab-from file.
 SynthModel build_synth_model(const SynthOptions& opts);
+/// The same for a preset given by value (opts.preset is ignored): fuzz seeds and tests that need
+/// dimensions no named preset has.
+SynthModel build_synth_model(const Preset& preset, const SynthOptions& opts);
 
 /// Writes the model to `path` (GGUF v3). progress(done_bytes, total_bytes) is called after each chunk.
 void write_synth_model(const SynthModel& m, const std::string& path,

@@ -1,16 +1,19 @@
-// The DRAM budget holds: a model whose routed experts (tens of MB) far exceed the budget (a few MB) runs
-// with `moetier run --ram-budget`, and the process's peak resident memory (VmHWM, measured inside the
-// `moetier` child by an LD_PRELOAD probe, so this test process's own memory does not count) stays within
-// the budget plus a fixed overhead. The overhead (binary, shared libraries, KV cache, scratch buffers)
-// is measured by a run at the smallest budget the plan accepts and must stay below kMaxOverheadBytes;
-// a larger budget may only add its own size. Streamed experts are never mmapped: pages inside them are
-// absent from the process's mapping of the GGUF file (/proc/self/pagemap), the bytes the cache reports
-// equal the catalog's extents of what it read, and equal the storage reads the kernel counted for the
-// child (/proc/self/io read_bytes, with O_DIRECT).
+// The DRAM budget is the whole process: a model whose routed experts (tens of MB) far exceed the budget
+// runs with `moetier run --ram-budget`, and the process's peak resident memory (VmHWM, measured inside
+// the `moetier` child by an LD_PRELOAD probe, so this test process's own memory does not count) stays
+// within the budget for contexts of 64, 4096 and 65536 positions: the KV cache, scratch, I/O state,
+// metadata + tokenizer and the fixed overhead (tiered::kFixedOverheadBytes) are counted in the budget,
+// and a budget too small for them and the non-expert weights is refused with one line saying how much
+// is needed. Streamed experts are never mmapped: pages inside them are absent from the process's
+// mapping of the GGUF file (/proc/self/pagemap), the bytes the cache reports equal the catalog's
+// extents of what it read, and equal the storage reads the kernel counted for the child
+// (/proc/self/io read_bytes, with O_DIRECT).
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -19,6 +22,7 @@
 
 #include "offload/routing_trace.hpp"
 #include "offload/slot_layout.hpp"
+#include "runtime/tiered/memory_budget.hpp"
 #include "tests/tiered/tiered_test_util.hpp"
 
 using namespace moetier;
@@ -29,12 +33,6 @@ using Json = nlohmann::json;
 namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
-/// What a `moetier run` of a tiny model needs beyond its DRAM budget: the binary and its shared
-/// libraries (oneDNN, ICU, OpenMP, hwloc, libstdc++: the pages touched), a 128-position KV cache,
-/// activations, logits, thread stacks, and the page-cache pages mapped around the non-expert tensors
-/// (large folios, see kLargeFolioBytes). Measured 16 MB (Debian 12 libraries, kernel 6.18); the bound
-/// leaves room for other library versions.
-constexpr uint64_t kMaxOverheadBytes = 32 * kMiB;
 /// Run-to-run noise of VmHWM between two runs that differ only in budget (allocator arenas, stacks).
 constexpr uint64_t kNoiseBytes = 3 * kMiB;
 /// Experts made this wide: 16 experts x 2 layers of ~2 MB each, ~65 MB of routed experts.
@@ -55,20 +53,25 @@ const WideModel& wide() {
   return m;
 }
 
-/// The smallest --ram-budget the planner accepts for `m` (non-expert weights + one streamed expert).
-uint64_t smallest_budget(const models::Model& m) {
-  const auto id = tiered::model_identity(m);
-  const uint64_t ne = tiered::non_expert_bytes(m);
-  const uint64_t hi = ne + 2 * test::slot_bytes(m) + (1u << 20);
-  for (uint64_t b = ne; b <= hi; b += 4096) {
-    try {
-      (void)offload::plan_from_ram_budget(id, b, ne);
-      return b;
-    } catch (const Error&) {
-    }
-  }
-  FAIL("no budget up to " << hi << " accepted");
-  return 0;
+/// The prompt of the runs below (47 tokens: they fit in -c 64 with 6 generated).
+constexpr const char* kPrompt = "Tiered experts keep the hottest weights in memory and stream the rest from disk";
+
+/// The budget `moetier run -c n_ctx` asks for when given one too small: its error is one line naming
+/// the KV cache for n_ctx positions and ending "give --ram-budget NMiB or more, ...". Returns N MiB.
+uint64_t asked_budget(const TempDir& dir, int64_t n_ctx) {
+  const auto r = test::run_moetier(dir, {"run", "-m", wide().path, "-c", std::to_string(n_ctx), "-n", "6", "--temp",
+                                         "0", "-p", kPrompt, "--ram-budget", "1MiB"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 1);
+  REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  for (const char* part : {"non-expert weights", "one streamed expert", "scratch", "I/O", "metadata and tokenizer",
+                           "fixed overhead"})
+    CHECK(r.err.find(part) != std::string::npos);
+  CHECK(r.err.find(fmt::format("KV cache for {} positions", n_ctx)) != std::string::npos);
+  const std::string key = "give --ram-budget ";
+  const size_t at = r.err.find(key);
+  REQUIRE(at != std::string::npos);
+  return std::stoull(r.err.substr(at + key.size())) * kMiB;
 }
 
 struct ProbeResult {
@@ -78,15 +81,13 @@ struct ProbeResult {
 };
 
 /// `moetier run` of the wide model under the probe; extra args select the tiers.
-ProbeResult probed_run(const TempDir& dir, std::vector<std::string> extra) {
+ProbeResult probed_run(const TempDir& dir, std::vector<std::string> extra, int64_t n_ctx = 128) {
   const char* probe = std::getenv("MOETIER_VMHWM_PROBE");
   REQUIRE(probe != nullptr);
   const std::string out = dir.file("probe.txt");
   std::filesystem::remove(out);
-  std::vector<std::string> args = {"run", "-m", wide().path, "-c", "128", "-n", "6", "--temp", "0", "--ignore-eos",
-                                   "--json", "-p",
-                                   "Tiered experts keep the hottest weights in memory and stream the rest from disk "
-                                   "while the resident ones are computed"};
+  std::vector<std::string> args = {"run", "-m", wide().path, "-c", std::to_string(n_ctx), "-n", "6", "--temp", "0", "--ignore-eos",
+                                   "--json", "-p", kPrompt};
   args.insert(args.end(), extra.begin(), extra.end());
   const auto r = test::run_moetier(dir, args,
                                    {"LD_PRELOAD=" + test::shell_quote(probe), "MOETIER_PROBE_OUT=" + test::shell_quote(out)});
@@ -116,7 +117,7 @@ bool page_present(int pagemap_fd, const void* addr) {
 
 }  // namespace
 
-TEST_CASE("tiered budget: moetier run --ram-budget keeps VmHWM within the budget plus a fixed overhead") {
+TEST_CASE("tiered budget: moetier run --ram-budget keeps VmHWM within the budget for -c 64, 4096, 65536") {
   const char* probe = std::getenv("MOETIER_VMHWM_PROBE");
   if (probe == nullptr || std::string(std::getenv("MOETIER_SANITIZE") ? std::getenv("MOETIER_SANITIZE") : "") == "1") {
     MESSAGE("skipped: no VmHWM probe (MOETIER_VMHWM_PROBE unset) or a sanitizer build");
@@ -128,31 +129,40 @@ TEST_CASE("tiered budget: moetier run --ram-budget keeps VmHWM within the budget
   uint64_t experts = 0;
   for (uint64_t b : id.expert_bytes) experts += b * static_cast<uint64_t>(id.n_experts);
   const uint64_t one = *std::max_element(id.expert_bytes.begin(), id.expert_bytes.end());
-  const uint64_t b0 = smallest_budget(*m.model);
-  const uint64_t b1 = b0 + 6 * test::slot_bytes(*m.model);
-  MESSAGE("routed experts " << experts / 1e6 << " MB (" << one / 1e6 << " MB each), non-expert " << ne / 1e6
-                            << " MB, budgets " << b0 / 1e6 << " and " << b1 / 1e6 << " MB");
+  MESSAGE("routed experts " << experts / 1e6 << " MB (" << one / 1e6 << " MB each), non-expert " << ne / 1e6 << " MB");
   REQUIRE(experts >= 48 * kMiB);
-  REQUIRE(experts >= 3 * b1);  // the budgets are far below what the experts need
 
   TempDir dir;
   const std::string trace = dir.file("routing.jsonl");
-  const ProbeResult r0 = probed_run(dir, {"--ram-budget", std::to_string(b0), "--no-prefetch", "--record-routing", trace});
-  const ProbeResult r1 = probed_run(dir, {"--ram-budget", std::to_string(b1)});
-  const ProbeResult res = probed_run(dir, {});
-  const int64_t over0 = static_cast<int64_t>(r0.vmhwm) - static_cast<int64_t>(b0);
-  const int64_t over1 = static_cast<int64_t>(r1.vmhwm) - static_cast<int64_t>(b1);
-  MESSAGE("VmHWM: budget " << b0 / 1e6 << " MB -> " << r0.vmhwm / 1e6 << " MB (overhead " << over0 / 1e6
-                           << " MB); budget " << b1 / 1e6 << " MB -> " << r1.vmhwm / 1e6 << " MB; all resident -> "
-                           << res.vmhwm / 1e6 << " MB");
-
-  // Same tokens whatever the budget.
-  CHECK(r0.result["generated_tokens"] == res.result["generated_tokens"]);
+  const ProbeResult res = probed_run(dir, {}, 64);
+  std::map<int64_t, uint64_t> asked;
+  std::vector<ProbeResult> runs;
+  for (const int64_t n_ctx : {64, 4096, 65536}) {
+    CAPTURE(n_ctx);
+    const uint64_t b = asked_budget(dir, n_ctx);
+    asked[n_ctx] = b;
+    std::vector<std::string> extra = {"--ram-budget", std::to_string(b), "--no-prefetch"};
+    if (n_ctx == 64) extra.insert(extra.end(), {"--record-routing", trace});
+    const ProbeResult r = probed_run(dir, extra, n_ctx);
+    MESSAGE("-c " << n_ctx << ": --ram-budget " << b / kMiB << " MiB -> VmHWM " << r.vmhwm / 1e6 << " MB ("
+                  << (static_cast<double>(b) - static_cast<double>(r.vmhwm)) / 1e6 << " MB to spare)");
+    CHECK(r.vmhwm <= b);  // the whole process within the budget
+    CHECK(r.result["generated_tokens"] == res.result["generated_tokens"]);
+    CHECK(r.result["expert_cache"]["misses"].get<uint64_t>() > 0);
+    runs.push_back(r);
+  }
+  // The KV cache is part of what is asked for: 65536 positions ask for at least their KV cache more.
+  CHECK(asked[65536] >= asked[64] + m.model->kv_cache_bytes(65536) - m.model->kv_cache_bytes(64));
+  CHECK(asked[4096] >= asked[64]);
+  // A larger budget may only add its own size.
+  const uint64_t b0 = asked[64], b1 = b0 + 6 * test::slot_bytes(*m.model);
+  const ProbeResult r1 = probed_run(dir, {"--ram-budget", std::to_string(b1)}, 64);
+  const ProbeResult& r0 = runs[0];
+  CHECK(r1.vmhwm <= b1);
+  CHECK(static_cast<int64_t>(r1.vmhwm) - static_cast<int64_t>(b1) <=
+        static_cast<int64_t>(r0.vmhwm) - static_cast<int64_t>(b0) + static_cast<int64_t>(kNoiseBytes));
   CHECK(r1.result["generated_tokens"] == res.result["generated_tokens"]);
-  // Within budget + the stated overhead, and a larger budget adds at most its own size.
-  CHECK(r0.vmhwm <= b0 + kMaxOverheadBytes);
-  CHECK(r1.vmhwm <= b1 + kMaxOverheadBytes);
-  CHECK(over1 <= over0 + static_cast<int64_t>(kNoiseBytes));
+
   // The measurement sees expert bytes: the all-resident run maps every routed expert it touched.
   std::set<std::pair<int32_t, int32_t>> routed;
   for (const auto& rec : offload::read_routing_trace(trace).records)
@@ -178,6 +188,94 @@ TEST_CASE("tiered budget: moetier run --ram-budget keeps VmHWM within the budget
     CHECK(r->read_bytes >= reported);
     CHECK(r->read_bytes <= reported + 2 * kMiB);  // cold-cache reads of the header / non-expert pages
   }
+}
+
+TEST_CASE("tiered budget: the KV cache, scratch, I/O, metadata and fixed overhead come out of the budget") {
+  LoadedModel m(wide().path);
+  const auto id = tiered::model_identity(*m.model);
+  const uint64_t ne = tiered::non_expert_bytes(*m.model);
+  const std::string& file = m.model->gguf().path();
+  uint64_t prev_need = 0, prev_kv = 0;
+  for (const int64_t n_ctx : {64, 4096, 65536}) {
+    CAPTURE(n_ctx);
+    tiered::MemoryParts parts = tiered::process_parts(*m.model, n_ctx, 24, 2, 32, 3 * kMiB);
+    CHECK(parts.kv_cache == m.model->new_cache(n_ctx).bytes());  // the formula is what is allocated
+    CHECK(parts.fixed == tiered::kFixedOverheadBytes + 2 * tiered::kWorkerOverheadBytes);
+    CHECK(parts.reserved() == parts.kv_cache + parts.scratch + parts.io + 3 * kMiB + parts.fixed);
+    CHECK(parts.scratch >= m.model->scratch_bytes(1, n_ctx, 2));
+    const uint64_t need = tiered::min_budget(parts, id);
+    CHECK(need == parts.reserved() + ne + offload::planned_slot_bytes(id));
+    CHECK(need >= prev_need + parts.kv_cache - prev_kv);  // a larger context asks for its KV cache
+    prev_need = need;
+    prev_kv = parts.kv_cache;
+    // One byte short: one line naming every part and how much to give.
+    std::string err;
+    try {
+      (void)tiered::weights_budget(file, need - 1, parts, id);
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    CAPTURE(err);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 0);
+    for (const std::string part : {fmt::format("KV cache for {} positions", n_ctx), std::string("non-expert weights"),
+                                   std::string("scratch for a batch of 24 tokens"), std::string("fixed overhead"),
+                                   std::string("metadata and tokenizer"), std::string("one streamed expert"),
+                                   fmt::format("({} bytes)", need), std::string("give --ram-budget")})
+      CHECK(err.find(part) != std::string::npos);
+    // Enough: the weights get what is left, the plan fits, and everything adds up to at most the budget.
+    const uint64_t weights = tiered::weights_budget(file, need, parts, id);
+    CHECK(weights == need - parts.reserved());
+    const auto plan = offload::plan_from_ram_budget(id, weights, ne);
+    REQUIRE(!plan.experts_on(offload::Tier::Kind::Nvme).empty());
+    tiered::add_plan_parts(parts, plan, test::slot_bytes(*m.model));
+    CHECK(parts.total() <= need);
+    CHECK(parts.n_cache_slots >= 1);
+    const std::string table = tiered::memory_table(parts, need);
+    for (const std::string part : {std::string("non-expert weights"), std::string("resident experts"),
+                                   std::string("expert cache"), fmt::format("KV cache (n_ctx {})", n_ctx),
+                                   std::string("scratch"), std::string("I/O slots"), std::string("metadata + tokenizer"),
+                                   std::string("fixed overhead"), std::string("of --ram-budget")})
+      CHECK(table.find(part) != std::string::npos);
+  }
+  // Scratch grows with the batch and with the context (attention score rows per worker).
+  CHECK(m.model->scratch_bytes(512, 4096, 2) > m.model->scratch_bytes(1, 4096, 2));
+  CHECK(m.model->scratch_bytes(1, 65536, 2) > m.model->scratch_bytes(1, 64, 2));
+}
+
+TEST_CASE("tiered budget: plan --json and run -v report every part of the budget") {
+  TempDir dir;
+  const uint64_t budget = 160 * kMiB;
+  const auto p = test::run_moetier(dir, {"plan", "-m", wide().path, "--ram-budget", std::to_string(budget), "-c", "4096",
+                                         "-b", "64", "--dram-gbps", "10", "--json"});
+  CAPTURE(p.err);
+  REQUIRE(p.status == 0);
+  const Json mem = Json::parse(p.out).at("memory");
+  LoadedModel m(wide().path);
+  CHECK(mem.at("kv_cache_bytes").get<uint64_t>() == m.model->kv_cache_bytes(4096));
+  CHECK(mem.at("n_ctx") == 4096);
+  CHECK(mem.at("n_batch") == 64);
+  const uint64_t fixed = mem.at("fixed_overhead_bytes").get<uint64_t>();
+  REQUIRE(fixed > tiered::kFixedOverheadBytes);
+  const auto n_workers = static_cast<int>((fixed - tiered::kFixedOverheadBytes) / tiered::kWorkerOverheadBytes);
+  CHECK(fixed == tiered::kFixedOverheadBytes + static_cast<uint64_t>(n_workers) * tiered::kWorkerOverheadBytes);
+  CHECK(mem.at("scratch_bytes").get<uint64_t>() == m.model->scratch_bytes(64, 4096, n_workers));
+  CHECK(mem.at("non_expert_bytes").get<uint64_t>() == tiered::non_expert_bytes(*m.model));
+  CHECK(mem.at("metadata_bytes").get<uint64_t>() > 0);
+  uint64_t sum = 0;
+  for (const char* k : {"non_expert_bytes", "resident_expert_bytes", "expert_cache_bytes", "kv_cache_bytes",
+                        "scratch_bytes", "io_bytes", "metadata_bytes", "fixed_overhead_bytes"})
+    sum += mem.at(k).get<uint64_t>();
+  CHECK(sum == mem.at("total_bytes").get<uint64_t>());
+  CHECK(mem.at("total_bytes").get<uint64_t>() <= budget);
+  CHECK(mem.at("budget_bytes").get<uint64_t>() == budget);
+
+  const auto r = test::run_moetier(dir, {"run", "-m", wide().path, "-c", "4096", "-n", "2", "--temp", "0", "-p", "hello",
+                                         "--ram-budget", std::to_string(budget), "-v"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  for (const char* part : {"non-expert weights", "resident experts", "expert cache", "KV cache (n_ctx 4096)", "scratch",
+                           "I/O slots", "metadata + tokenizer", "fixed overhead", "of --ram-budget 160 MiB"})
+    CHECK(r.err.find(part) != std::string::npos);
 }
 
 TEST_CASE("tiered budget: streamed experts are never mmapped") {

@@ -173,11 +173,11 @@ TEST_CASE("tiered plans: a DRAM budget smaller than the non-expert weights is on
   REQUIRE(ne > 1024);
   cli::TierOptions o;
   o.ram_budget = "1KiB";
-  check_one_line(error_of([&] { (void)cli::setup_tiers(*m.model, o); }),
+  check_one_line(error_of([&] { (void)cli::setup_tiers(*m.model, o, {}); }),
                  {"1024", std::to_string(ne), "non-expert", "tiny-qwen3moe.gguf"});
   // A budget that holds the non-expert weights but not one streamed expert is refused too.
   o.ram_budget = std::to_string(ne + 4096);
-  check_one_line(error_of([&] { (void)cli::setup_tiers(*m.model, o); }), {"streamed expert"});
+  check_one_line(error_of([&] { (void)cli::setup_tiers(*m.model, o, {}); }), {"streamed expert"});
   // Nothing was installed: the model still runs on its resident experts.
   std::vector<float> logits;
   auto cache = m.model->new_cache(4);

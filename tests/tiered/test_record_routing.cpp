@@ -2,7 +2,9 @@
 // holds exactly one record per (MoE layer, position) the model routed (the last layer of a prefill
 // routes only the last prompt position), and its expert ids and weights are the model's own routing,
 // replayed in this process over the same tokens. A run with every expert streamed from NVMe records the
-// same trace and generates the same tokens.
+// same trace and generates the same tokens. A model cut to one layer (its only MoE layer is also the
+// last) records the last prompt position, not position 0, and on a crop of ../shared's mixtral-tiny the
+// recorded experts are llama.cpp's router choices for that position.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -10,6 +12,8 @@
 #include <utility>
 
 #include "offload/routing_trace.hpp"
+#include "runtime/gguf/gguf_writer.hpp"
+#include "tests/models/golden_util.hpp"
 #include "tests/tiered/tiered_test_util.hpp"
 
 using namespace moetier;
@@ -70,9 +74,33 @@ struct Recorded {
   offload::RoutingTrace trace;
 };
 
-Recorded record(const TempDir& dir, const std::string& model, std::vector<std::string> extra) {
+/// Writes to `dst` the model of `src` cut after its first `n_layers` blocks: <arch>.block_count rewritten,
+/// the tensors of later blocks dropped, everything else copied byte for byte.
+void write_cropped(const std::string& src, const std::string& dst, int n_layers) {
+  const auto g = gguf::GgufModel::open(src);
+  gguf::GgufWriter w;
+  const std::string count_key = g.architecture() + ".block_count";
+  for (const std::string& key : g.metadata().keys()) {
+    gguf::Value v = *g.metadata().find(key);
+    if (key == count_key) v.data = static_cast<uint64_t>(n_layers);
+    w.set(key, v);
+  }
+  std::vector<const gguf::TensorInfo*> kept;
+  for (const auto& t : g.tensors()) {
+    if (t.name.rfind("blk.", 0) == 0 && std::stoi(t.name.substr(4)) >= n_layers) continue;
+    w.add_tensor(t.name, t.type, t.shape);
+    kept.push_back(&t);
+  }
+  w.write(dst, [&](size_t ti, uint64_t off, std::span<std::byte> out) {
+    const auto bytes = g.data(*kept[ti]);
+    std::copy_n(bytes.begin() + static_cast<long>(off), out.size(), out.begin());
+  });
+}
+
+Recorded record(const TempDir& dir, const std::string& model, std::vector<std::string> extra,
+                const std::string& prompt = "The quick brown fox jumps over the lazy dog") {
   const std::string trace = dir.file("routing.jsonl");
-  std::vector<std::string> args = {"run", "-m", model, "-p", "The quick brown fox jumps over the lazy dog", "-n", "6",
+  std::vector<std::string> args = {"run", "-m", model, "-p", prompt, "-n", "6",
                                    "--temp", "0", "--ignore-eos", "--json", "--record-routing", trace};
   args.insert(args.end(), extra.begin(), extra.end());
   const auto r = test::run_moetier(dir, args);
@@ -138,5 +166,58 @@ TEST_CASE("run --record-routing: one record per (layer, position), equal to the 
     CHECK(streamed.result["expert_cache"]["requests"].get<uint64_t>() > 0);
     CHECK(streamed.trace.records.size() == resident.trace.records.size());
     check_trace(path, streamed);
+  }
+}
+
+TEST_CASE("run --record-routing: a 1-layer model (its only MoE layer is the last) records the right positions") {
+  // The last layer of a prefill routes only the last prompt token; with no other MoE layer in the call
+  // that row used to be labelled position 0.
+  TempDir dir;
+  for (const std::string preset : {"tiny-qwen3moe", "tiny-mixtral"}) {
+    CAPTURE(preset);
+    const std::string full = dir.file(preset + ".gguf"), cut = dir.file(preset + "-1layer.gguf");
+    test::write_tiny_model(full, preset, GgmlType::Q8_0);
+    write_cropped(full, cut, 1);
+    REQUIRE(test::LoadedModel(cut).model->hparams().n_layer == 1);
+    REQUIRE(test::LoadedModel(cut).model->hparams().is_moe_layer(0));
+    const Recorded rec = record(dir, cut, {});
+    check_trace(cut, rec);
+    // Positions in order: the last prompt position, then one per decoded token.
+    const auto n_prompt = static_cast<int32_t>(rec.result.at("prompt_tokens").size());
+    REQUIRE(n_prompt > 1);
+    REQUIRE(rec.trace.records.size() == 6);
+    for (size_t i = 0; i < rec.trace.records.size(); ++i) {
+      CHECK(rec.trace.records[i].layer == 0);
+      CHECK(rec.trace.records[i].pos == n_prompt - 1 + static_cast<int32_t>(i));
+    }
+  }
+}
+
+TEST_CASE("run --record-routing: a 1-layer crop of mixtral-tiny records llama.cpp's router choices" *
+          doctest::skip(test::no_shared())) {
+  const auto golden_dir = test::shared_dir() / "golden" / "mixtral-tiny-q8_0";
+  const auto golden = test::read_json(golden_dir / "golden.json");
+  const auto& p0 = golden["prompts"][0];
+  const auto tokens = p0["tokens"].get<std::vector<int32_t>>();
+  const auto index = test::read_json(golden_dir / "dump_p0" / "index.json");
+  const std::string topk_file = test::dump_file(index, "ffn_moe_topk-0");
+  REQUIRE(!topk_file.empty());
+  const auto topk = test::read_npy((golden_dir / "dump_p0" / topk_file).string()).i32;  // [n_tokens, k] of layer 0
+  TempDir dir;
+  const std::string cut = dir.file("mixtral-tiny-q8_0-1layer.gguf");
+  write_cropped((test::shared_dir() / "models" / "mixtral-tiny-q8_0.gguf").string(), cut, 1);
+  const auto k = static_cast<size_t>(test::LoadedModel(cut).model->hparams().n_expert_used);
+  REQUIRE(topk.size() == tokens.size() * k);
+  // Layer 0 sees the same input whether the model has 1 layer or 3: its router picks llama.cpp's experts.
+  for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"--experts-on-nvme", "all"}}) {
+    const Recorded rec = record(dir, cut, extra, p0["text"].get<std::string>());
+    REQUIRE(rec.result.at("prompt_tokens").get<std::vector<int32_t>>() == tokens);
+    REQUIRE(!rec.trace.records.empty());
+    const auto& first = rec.trace.records.front();
+    CHECK(first.layer == 0);
+    CHECK(first.pos == static_cast<int32_t>(tokens.size()) - 1);
+    const std::vector<int32_t> want(topk.end() - static_cast<long>(k), topk.end());  // the last position's row
+    CHECK(first.experts == want);
+    check_trace(cut, rec);
   }
 }
