@@ -121,7 +121,13 @@ void Vocab::load_tokens(const gguf::Metadata& md, const std::string& file) {
       fail("{}: {}: expected array<int32>, found array<{}>", file, kKeyTypes, gguf::value_type_name(et));
     if (types->size() != n)
       fail("{}: {}: {} token types for {} tokens (lengths must match)", file, kKeyTypes, types->size(), n);
-    for (size_t i = 0; i < n; ++i) attrs_[i] = attr_from_type((*types)[i]);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t t = (*types)[i];
+      if (t < 0 || t > 6)
+        fail("{}: {}[{}] is {} (expected 0..6: undefined, normal, unknown, control, user-defined, unused, byte)",
+             file, kKeyTypes, i, t);
+      attrs_[i] = attr_from_type(t);
+    }
   }
 
   texts_.resize(n);
@@ -184,11 +190,8 @@ void Vocab::load_special_ids(const gguf::Metadata& md, const std::string& file) 
     if (*k.id >= n_tokens()) *k.id = kNoToken;  // default outside this vocabulary
     const auto value = md.get_int(k.key);
     if (!value) continue;
-    if (*value < 0 || *value >= n_tokens()) {
-      warnings_.push_back(fmt::format("{}: {} = {} is outside the vocabulary (0..{}); keeping {}", file, k.key,
-                                      *value, n_tokens() - 1, *k.id));
-      continue;
-    }
+    if (*value < 0 || *value >= n_tokens())
+      fail("{}: {} is {}, outside the vocabulary (expected 0..{})", file, k.key, *value, n_tokens() - 1);
     *k.id = static_cast<int32_t>(*value);
   }
   if (auto b = md.get_bool("tokenizer.ggml.add_bos_token")) add_bos_ = *b;
