@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "runtime/models/hparams_check.hpp"
 #include "runtime/models/size_breakdown.hpp"
+#include "runtime/tokenizer/vocab.hpp"
 
 namespace moetier::cli {
 namespace {
@@ -102,6 +103,7 @@ Json inspect_report(const InspectInput& in) {
   std::optional<models::ModelHparams> hp;
   // The same checks as `run` (runtime/models/hparams_check.hpp): an impossible file is an error here too.
   if (supported) hp = models::load_checked_hparams(md, tensors, in.file);
+  tokenizer::check_token_metadata(md, in.file);
   r["hparams"] = hp ? hparams_json(*hp) : Json(nullptr);
 
   // Type histogram, largest first.

@@ -43,6 +43,12 @@ struct SpecialTokens {
   int32_t fim_pad = kNoToken, fim_rep = kNoToken, fim_sep = kNoToken;
 };
 
+/// The checks of the tokenizer keys that hold for any reader, including `inspect` (which does not build a
+/// Vocab): every tokenizer.ggml.token_type in 0..6 and every special-token id key (bos, eos, eot, eom, unk,
+/// sep, pad, mask, fim_*) inside the vocabulary of tokenizer.ggml.tokens. Throws Error "FILE: KEY ...".
+/// Does nothing when the file has no tokenizer.ggml.tokens.
+void check_token_metadata(const gguf::Metadata& md, const std::string& file);
+
 class Vocab {
  public:
   /// Reads and validates the tokenizer.ggml.* keys of `md`; `file` names the file in errors.
