@@ -348,9 +348,12 @@ std::string expert_count(const HparamsView& v) {
       const gguf::TensorInfo* t = v.tensor(blk(il, part));
       if (!t) continue;
       stacked = true;
-      if (t->shape.size() != 3 || t->shape[0] != hp.n_expert)
-        return format("{} but tensor {} holds {} experts (shape {}; expected {{{}, n_out, n_in}})", k, blk(il, part),
-                      t->shape.size() == 3 ? t->shape[0] : 0, shape_str(t->shape), hp.n_expert);
+      if (t->shape.size() != 3)
+        return format("{} but tensor {} has shape {} (expected {{{}, n_out, n_in}})", k, blk(il, part),
+                      shape_str(t->shape), hp.n_expert);
+      if (t->shape[0] != hp.n_expert)
+        return format("{} but tensor {} holds {} experts (shape {}; expected {})", k, blk(il, part), t->shape[0],
+                      shape_str(t->shape), shape_str({hp.n_expert, t->shape[1], t->shape[2]}));
     }
     if (stacked) continue;
     const HparamsView::LegacyExperts legacy = v.legacy_experts(static_cast<int32_t>(il));
