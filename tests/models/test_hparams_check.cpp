@@ -56,8 +56,9 @@ TEST_CASE("every synth preset, full-size and tiny, satisfies every rule") {
 TEST_CASE("each hostile case is rejected by the rule it targets, in one line naming the key / tensor") {
   std::set<std::string> covered;
   for (const test::HparamCase& c : test::hparam_cases()) {
-    CAPTURE(c.rule);
-    CAPTURE(c.preset);
+    const std::string rule = c.rule, preset_name = c.preset;
+    CAPTURE(rule);
+    CAPTURE(preset_name);
     synth::SynthModel m = preset_model(c.preset);
     c.patch(m);
     std::optional<models::HparamViolation> v;

@@ -250,7 +250,8 @@ TEST_CASE("metadata claiming huge dimensions fails on the first mismatch, before
   }
   CHECK(g_max_alloc.load() >= 2 * kSmallAlloc);
   for (const Case& c : cases) {
-    CAPTURE(c.key);
+    const std::string key = c.key;
+    CAPTURE(key);
     synth::SynthModel m = preset("tiny-mixtral");
     set_key(m, c.key, gguf::Value{gguf::ValueType::UINT64, c.value});
     const std::string path = write(dir, m, "huge.gguf");
@@ -264,8 +265,9 @@ TEST_CASE("load_model rejects every hostile hyper-parameter case in one line nam
           "before any large allocation") {
   TempDir dir;
   for (const test::HparamCase& c : test::hparam_cases()) {
-    CAPTURE(c.rule);
-    CAPTURE(c.preset);
+    const std::string rule = c.rule, preset_name = c.preset;
+    CAPTURE(rule);
+    CAPTURE(preset_name);
     synth::SynthModel m = preset(c.preset);
     c.patch(m);
     const std::string path = write(dir, m, "case.gguf");
