@@ -125,7 +125,8 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
       // store them directly in key_length / value_length.
       const int64_t k_mla = get_i("attention.key_length_mla", hp.head_dim_k);
       hp.v_head_dim_mla = get_i("attention.value_length_mla", hp.head_dim_v);
-      hp.qk_nope_dim = k_mla - hp.qk_rope_dim;  // hparams_check's rope_dims requires >= 1
+      // hparams_check's rope_dims requires >= 1 (saturated, not wrapped, for hostile values).
+      if (__builtin_sub_overflow(k_mla, hp.qk_rope_dim, &hp.qk_nope_dim)) hp.qk_nope_dim = INT64_MIN;
       hp.head_dim_k = k_mla;
       hp.head_dim_v = hp.v_head_dim_mla;
       // llama.cpp: the shared experts of a deepseek2 layer are one FFN expert_shared_count x expert width wide.

@@ -256,6 +256,10 @@ std::string attention_shapes(const HparamsView& v) {
   const std::string dv = format("{} {}", named(v, "attention.value_length", "embedding_length / head_count"), hp.head_dim_v);
   const std::string e = format("{} {}", v.key("embedding_length"), hp.n_embd);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
+    // Required here (not only when binding): they tie the head counts and widths that size the KV cache,
+    // which `inspect` reports.
+    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output"})
+      if (!v.tensor(blk(il, t))) return format("missing tensor {} (attention of layer {})", blk(il, t), il);
     for (std::string r : {expect_shape(v, blk(il, "attn_q"), {nq, hp.n_embd}, format("{} x {}, {}", h, dk, e)),
                           expect_shape(v, blk(il, "attn_k"), {nk, hp.n_embd}, format("{} x {}, {}", hkv, dk, e)),
                           expect_shape(v, blk(il, "attn_v"), {nv, hp.n_embd}, format("{} x {}, {}", hkv, dv, e)),
@@ -270,8 +274,7 @@ std::string mla_q_lora_rank(const HparamsView& v) {
   const ModelHparams& hp = v.hp;
   const int64_t nq = mul(hp.n_head, add(hp.qk_nope_dim, hp.qk_rope_dim));
   const std::string r = format("{} {}", named(v, "attention.q_lora_rank", "0, no q compression"), hp.q_lora_rank);
-  const std::string heads = format("{} {} x key width {}", v.key("attention.head_count"), hp.n_head,
-                                   hp.qk_nope_dim + hp.qk_rope_dim);
+  const std::string heads = format("{} {} x key width {}", v.key("attention.head_count"), hp.n_head, hp.head_dim_k);
   const std::string e = format("{} {}", v.key("embedding_length"), hp.n_embd);
   if (hp.q_lora_rank < 0) return format("{} (expected >= 0)", r);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
@@ -301,6 +304,9 @@ std::string mla_kv_lora_rank(const HparamsView& v) {
   const std::string h = format("{} {}", v.key("attention.head_count"), hp.n_head);
   const std::string e = format("{} {}", v.key("embedding_length"), hp.n_embd);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
+    // attn_kv_a_mqa ties kv_lora_rank + rope dims, the KV-cache row that `inspect` reports.
+    if (!v.tensor(blk(il, "attn_kv_a_mqa")))
+      return format("missing tensor {} (MLA attention of layer {})", blk(il, "attn_kv_a_mqa"), il);
     for (std::string s :
          {expect_shape(v, blk(il, "attn_kv_a_mqa"), {add(hp.kv_lora_rank, hp.qk_rope_dim), hp.n_embd},
                        format("{} + {}, {}", r, rope, e)),
