@@ -84,8 +84,7 @@ std::string expert_ffn_key(const HparamsView& v) {
 
 std::string shared_ffn_key(const HparamsView& v) {
   if (v.has_key("expert_shared_feed_forward_length")) return v.key("expert_shared_feed_forward_length");
-  if (is_mla(v))
-    return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
+  if (is_mla(v)) return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
   if (v.hp.arch == Arch::Qwen2Moe) return named(v, "expert_shared_feed_forward_length", "feed_forward_length");
   return named(v, "expert_shared_feed_forward_length", "the routed expert width");
 }
@@ -116,8 +115,8 @@ std::string yarn(const HparamsView& v) {
   const ModelHparams& hp = v.hp;
   if (!hp.rope_yarn) return {};
   if (hp.yarn_orig_ctx < 1 || hp.yarn_orig_ctx > INT32_MAX)
-    return format("{} is {} (expected 1..{})",
-                  named(v, "rope.scaling.original_context_length", "context_length"), hp.yarn_orig_ctx, INT32_MAX);
+    return format("{} is {} (expected 1..{})", named(v, "rope.scaling.original_context_length", "context_length"),
+                  hp.yarn_orig_ctx, INT32_MAX);
   if (!std::isfinite(hp.yarn_log_mul))
     return format("{} is {} (expected a finite number)", v.key("rope.scaling.yarn_log_multiplier"), hp.yarn_log_mul);
   if (std::string e = finite_positive(v, "rope.scaling.yarn_beta_fast", hp.yarn_beta_fast); !e.empty()) return e;
@@ -153,10 +152,10 @@ std::string rope_dims(const HparamsView& v) {
   if (is_mla(v)) {
     // MLA rotates qk_rope_dim = rope.dimension_count dims of each key; the other qk_nope_dim are not rotated.
     if (hp.n_rot >= 2 && hp.n_rot % 2 == 0 && hp.qk_nope_dim >= 1) return {};
-    return format("{} is {} but the MLA key width {} is {} (expected an even number 2..{}: the rotated part "
-                  "of each key, leaving a non-rotated part)",
-                  k, hp.n_rot, named(v, "attention.key_length_mla", "attention.key_length"), hp.head_dim_k,
-                  hp.head_dim_k - 1);
+    return format(
+        "{} is {} but the MLA key width {} is {} (expected an even number 2..{}: the rotated part "
+        "of each key, leaving a non-rotated part)",
+        k, hp.n_rot, named(v, "attention.key_length_mla", "attention.key_length"), hp.head_dim_k, hp.head_dim_k - 1);
   }
   if (hp.n_rot >= 2 && hp.n_rot % 2 == 0 && hp.n_rot <= hp.head_dim_k) return {};
   return format("{} is {} but the head dimension {} is {} (expected an even number 2..{})", k, hp.n_rot,
@@ -195,8 +194,8 @@ std::string leading_dense_block_count(const HparamsView& v) {
   const ModelHparams& hp = v.hp;
   const int64_t lead = hp.n_layer_dense_lead;
   if (lead >= 0 && (hp.n_expert == 0 || lead < hp.n_layer)) return {};
-  return format("{} is {} (expected 0..{} - 1 = {}: at least one MoE layer)", v.key("leading_dense_block_count"),
-                lead, v.key("block_count"), hp.n_layer - 1);
+  return format("{} is {} (expected 0..{} - 1 = {}: at least one MoE layer)", v.key("leading_dense_block_count"), lead,
+                v.key("block_count"), hp.n_layer - 1);
 }
 
 std::string block_count(const HparamsView& v) {
@@ -207,9 +206,10 @@ std::string block_count(const HparamsView& v) {
   if (*layers.rbegin() != n - 1) {
     int32_t missing = 0;
     while (layers.count(missing)) ++missing;
-    return format("{} is {} but the layers' tensors are not numbered 0..{}: there are blk.{}.* tensors and no "
-                  "blk.{}.* tensor",
-                  k, n_layer, n - 1, *layers.rbegin(), missing);
+    return format(
+        "{} is {} but the layers' tensors are not numbered 0..{}: there are blk.{}.* tensors and no "
+        "blk.{}.* tensor",
+        k, n_layer, n - 1, *layers.rbegin(), missing);
   }
   if (n == n_layer) return {};
   return format("{} is {} but the file has tensors for {} layers (blk.0 to blk.{}){}", k, n_layer, n, n - 1,
@@ -252,8 +252,10 @@ std::string attention_shapes(const HparamsView& v) {
   const int64_t nv = mul(hp.n_head_kv, hp.head_dim_v), no = mul(hp.n_head, hp.head_dim_v);
   const std::string h = format("{} {}", v.key("attention.head_count"), hp.n_head);
   const std::string hkv = format("{} {}", named(v, "attention.head_count_kv", "head_count"), hp.n_head_kv);
-  const std::string dk = format("{} {}", named(v, "attention.key_length", "embedding_length / head_count"), hp.head_dim_k);
-  const std::string dv = format("{} {}", named(v, "attention.value_length", "embedding_length / head_count"), hp.head_dim_v);
+  const std::string dk =
+      format("{} {}", named(v, "attention.key_length", "embedding_length / head_count"), hp.head_dim_k);
+  const std::string dv =
+      format("{} {}", named(v, "attention.value_length", "embedding_length / head_count"), hp.head_dim_v);
   const std::string e = format("{} {}", v.key("embedding_length"), hp.n_embd);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     // Required here (not only when binding): they tie the head counts and widths that size the KV cache,
@@ -299,23 +301,22 @@ std::string mla_kv_lora_rank(const HparamsView& v) {
   const std::string r = format("{} {}", v.key("attention.kv_lora_rank"), hp.kv_lora_rank);
   const std::string rope = format("{} {}", v.key("rope.dimension_count"), hp.qk_rope_dim);
   const std::string nope = format("key width {} - rope {}", hp.head_dim_k, hp.qk_rope_dim);
-  const std::string vd = format("{} {}", named(v, "attention.value_length_mla", "attention.value_length"),
-                                hp.v_head_dim_mla);
+  const std::string vd =
+      format("{} {}", named(v, "attention.value_length_mla", "attention.value_length"), hp.v_head_dim_mla);
   const std::string h = format("{} {}", v.key("attention.head_count"), hp.n_head);
   const std::string e = format("{} {}", v.key("embedding_length"), hp.n_embd);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     // attn_kv_a_mqa ties kv_lora_rank + rope dims, the KV-cache row that `inspect` reports.
     if (!v.tensor(blk(il, "attn_kv_a_mqa")))
       return format("missing tensor {} (MLA attention of layer {})", blk(il, "attn_kv_a_mqa"), il);
-    for (std::string s :
-         {expect_shape(v, blk(il, "attn_kv_a_mqa"), {add(hp.kv_lora_rank, hp.qk_rope_dim), hp.n_embd},
-                       format("{} + {}, {}", r, rope, e)),
-          expect_shape(v, blk(il, "attn_k_b"), {hp.n_head, hp.kv_lora_rank, hp.qk_nope_dim},
-                       format("{}, {}, {}", h, r, nope)),
-          expect_shape(v, blk(il, "attn_v_b"), {hp.n_head, hp.v_head_dim_mla, hp.kv_lora_rank},
-                       format("{}, {}, {}", h, vd, r)),
-          expect_shape(v, blk(il, "attn_output"), {hp.n_embd, mul(hp.n_head, hp.v_head_dim_mla)},
-                       format("{}, {} x {}", e, h, vd))})
+    for (std::string s : {expect_shape(v, blk(il, "attn_kv_a_mqa"), {add(hp.kv_lora_rank, hp.qk_rope_dim), hp.n_embd},
+                                       format("{} + {}, {}", r, rope, e)),
+                          expect_shape(v, blk(il, "attn_k_b"), {hp.n_head, hp.kv_lora_rank, hp.qk_nope_dim},
+                                       format("{}, {}, {}", h, r, nope)),
+                          expect_shape(v, blk(il, "attn_v_b"), {hp.n_head, hp.v_head_dim_mla, hp.kv_lora_rank},
+                                       format("{}, {}, {}", h, vd, r)),
+                          expect_shape(v, blk(il, "attn_output"), {hp.n_embd, mul(hp.n_head, hp.v_head_dim_mla)},
+                                       format("{}, {} x {}", e, h, vd))})
       if (!s.empty()) return s;
   }
   return {};
@@ -347,8 +348,8 @@ std::string expert_count(const HparamsView& v) {
     const std::string router = blk(il, "ffn_gate_inp");
     const gguf::TensorInfo* r = v.tensor(router);
     if (r->shape.size() != 2 || r->shape[0] != hp.n_expert)
-      return format("{} but tensor {} (the router) has shape {} (expected {{{}, {}}})", k, router,
-                    shape_str(r->shape), hp.n_expert, hp.n_embd);
+      return format("{} but tensor {} (the router) has shape {} (expected {{{}, {}}})", k, router, shape_str(r->shape),
+                    hp.n_expert, hp.n_embd);
     bool stacked = false;
     for (const char* part : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
       const gguf::TensorInfo* t = v.tensor(blk(il, part));
@@ -366,9 +367,10 @@ std::string expert_count(const HparamsView& v) {
     if (legacy.count == 0)
       return format("missing tensor {} (the routed experts of layer {}; {})", blk(il, "ffn_gate_exps"), il, k);
     if (legacy.count != hp.n_expert || legacy.max_id != hp.n_expert - 1)
-      return format("{} but layer {} has {} per-expert tensors blk.{}.ffn_gate.E.weight (E up to {}; expected E = "
-                    "0..{})",
-                    k, il, legacy.count, il, legacy.max_id, hp.n_expert - 1);
+      return format(
+          "{} but layer {} has {} per-expert tensors blk.{}.ffn_gate.E.weight (E up to {}; expected E = "
+          "0..{})",
+          k, il, legacy.count, il, legacy.max_id, hp.n_expert - 1);
   }
   return {};
 }
@@ -397,8 +399,9 @@ std::string dense_ffn_length(const HparamsView& v) {
   const std::string why = format("{} {}, {} {}", named(v, "feed_forward_length", "0"), f, v.key("embedding_length"), e);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     if (hp.is_moe_layer(il)) continue;
-    for (std::string s : {expect_shape(v, blk(il, "ffn_gate"), {f, e}, why), expect_shape(v, blk(il, "ffn_up"), {f, e}, why),
-                          expect_shape(v, blk(il, "ffn_down"), {e, f}, why)})
+    for (std::string s :
+         {expect_shape(v, blk(il, "ffn_gate"), {f, e}, why), expect_shape(v, blk(il, "ffn_up"), {f, e}, why),
+          expect_shape(v, blk(il, "ffn_down"), {e, f}, why)})
       if (!s.empty()) return s;
   }
   return {};

@@ -54,7 +54,7 @@ class HparamsView {
 
 /// One constraint of the table.
 struct HparamRule {
-  const char* id;        // short stable name ("rope_dims", ...): tests name the rule they expect to fire
+  const char* id;           // short stable name ("rope_dims", ...): tests name the rule they expect to fire
   const char* requirement;  // what the rule requires, in words
   /// "" when the rule holds; else one line (without the file name) naming the key / tensor, the values
   /// found and what was expected.

@@ -80,6 +80,7 @@ inline std::vector<HparamCase> hparam_cases() {
   auto u = [](const char* key, uint64_t v) { return [=](M& m) { set_uint(m, key, v); }; };
   auto f = [](const char* key, double v) { return [=](M& m) { set_float(m, key, v); }; };
   const uint64_t k2p32m1 = 0xFFFFFFFFu;
+  // clang-format off: one case per line (rule, preset, patch, message parts)
   return {
       {"context_length", "tiny-mixtral", u("llama.context_length", 0), {"llama.context_length", "0"}},
       {"context_length", "tiny-mixtral", u("llama.context_length", uint64_t{1} << 40), {"llama.context_length"}},
@@ -181,6 +182,7 @@ inline std::vector<HparamCase> hparam_cases() {
       {"shared_ffn_length", "tiny-deepseek2", u("deepseek2.expert_shared_count", 2), {"deepseek2.expert_shared_count 2", "blk.1.ffn_gate_shexp.weight"}},
       {"shared_ffn_length", "tiny-qwen2moe", u("qwen2moe.expert_shared_feed_forward_length", 128), {"qwen2moe.expert_shared_feed_forward_length", "blk.0.ffn_gate_shexp.weight"}},
   };
+  // clang-format on
 }
 
 }  // namespace moetier::test

@@ -142,8 +142,10 @@ TEST_CASE("the issue's repros on mixtral-tiny-q8_0.gguf: one line, exit 1, never
     CAPTURE(key);
     CAPTURE(c.value);
     std::string bytes = original;
-    if (c.is_float) put(bytes, value_at(bytes, c.key), static_cast<float>(c.value));
-    else put(bytes, value_at(bytes, c.key), static_cast<uint32_t>(c.value));
+    if (c.is_float)
+      put(bytes, value_at(bytes, c.key), static_cast<float>(c.value));
+    else
+      put(bytes, value_at(bytes, c.key), static_cast<uint32_t>(c.value));
     const std::string path = dir.file("patched.gguf");
     test::spit(path, bytes);
     check_one_line_error(test::run_moetier(dir, run_args(path)), {path, c.key});
@@ -213,10 +215,9 @@ TEST_CASE("NaN / inf weights: run stops with the position before printing anythi
     float value;
   };
   const Case cases[] = {
-      {"tiny-mixtral", "blk.0.ffn_gate_inp.weight", nan},  // router (the issue: tokens [0,0,0,0], exit 0)
+      {"tiny-mixtral", "blk.0.ffn_gate_inp.weight", nan},   // router (the issue: tokens [0,0,0,0], exit 0)
       {"tiny-mixtral", "blk.1.ffn_down_exps.weight", inf},  // every expert of a layer
-      {"tiny-mixtral", "output_norm.weight", nan},
-      {"tiny-qwen3moe", "blk.1.ffn_gate_exps.weight", -inf},
+      {"tiny-mixtral", "output_norm.weight", nan},         {"tiny-qwen3moe", "blk.1.ffn_gate_exps.weight", -inf},
       {"tiny-deepseek2", "blk.0.ffn_up.weight", nan},  // dense layer
   };
   for (const Case& c : cases) {

@@ -66,7 +66,8 @@ TEST_CASE("each hostile case is rejected by the rule it targets, in one line nam
     REQUIRE_MESSAGE(v, "no rule rejected the case");
     CAPTURE(v->message);
     CHECK(v->rule == c.rule);
-    for (const auto& part : c.parts) CHECK_MESSAGE(v->message.find(part) != std::string::npos, "lacks \"" << part << "\"");
+    for (const auto& part : c.parts)
+      CHECK_MESSAGE(v->message.find(part) != std::string::npos, "lacks \"" << part << "\"");
     CHECK(v->message.find('\n') == std::string::npos);
     // check_hparams puts the file in front.
     try {
