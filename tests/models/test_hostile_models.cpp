@@ -87,6 +87,19 @@ std::vector<std::string> run_args(const std::string& model, std::vector<std::str
 
 TEST_CASE("run and inspect reject every hostile hyper-parameter case with one line naming the key / tensor") {
   TempDir dir;
+  // Controls: every unpatched tiny preset inspects, gpt-oss included (recognised, described, not run).
+  for (const auto& p : synth::all_presets()) {
+    if (!p.tiny) continue;
+    CAPTURE(p.name);
+    const std::string path = dir.file("control.gguf");
+    preset(p.name).make_writer().write(path, [](size_t, uint64_t, std::span<std::byte> out) {
+      std::fill(out.begin(), out.end(), std::byte{0});
+    });
+    const RunResult r = test::run_moetier(dir, {"inspect", path});
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("hyper-parameters") != std::string::npos);
+  }
   for (const test::HparamCase& c : test::hparam_cases()) {
     const std::string rule = c.rule, preset_name = c.preset;
     CAPTURE(rule);
