@@ -7,8 +7,9 @@
 #include <optional>
 
 #include "common/error.hpp"
-#include "runtime/models/hparams.hpp"
+#include "runtime/models/hparams_check.hpp"
 #include "runtime/models/size_breakdown.hpp"
+#include "runtime/tokenizer/vocab.hpp"
 
 namespace moetier::cli {
 namespace {
@@ -100,7 +101,9 @@ Json inspect_report(const InspectInput& in) {
   r["n_tensors"] = tensors.size();
 
   std::optional<models::ModelHparams> hp;
-  if (supported) hp = models::load_hparams(md, in.file);
+  // The same checks as `run` (runtime/models/hparams_check.hpp): an impossible file is an error here too.
+  if (supported) hp = models::load_checked_hparams(md, tensors, in.file);
+  tokenizer::check_token_metadata(md, in.file);
   r["hparams"] = hp ? hparams_json(*hp) : Json(nullptr);
 
   // Type histogram, largest first.

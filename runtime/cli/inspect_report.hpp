@@ -25,7 +25,10 @@ struct InspectInput {
 };
 
 /// Builds the report. An architecture moetier cannot run is reported (architecture_supported false,
-/// hparams null); a supported architecture with broken hyper-parameters throws Error.
+/// hparams null); a recognised architecture whose hyper-parameters break a rule of
+/// runtime/models/hparams_check.hpp (among themselves or against the tensor shapes) throws Error naming
+/// the key / tensor, as `run` does; so does a tokenizer key that check_token_metadata rejects
+/// (runtime/tokenizer/vocab.hpp), for any architecture.
 nlohmann::ordered_json inspect_report(const InspectInput& in);
 
 /// Human-readable rendering of inspect_report's JSON (GiB / MiB units, exact byte counts alongside).

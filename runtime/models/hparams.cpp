@@ -1,6 +1,7 @@
 #include "runtime/models/hparams.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.hpp"
 
@@ -32,7 +33,14 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
   hp.arch = arch_from_name(hp.arch_str, file);
   const std::string p = hp.arch_str + ".";
   auto get_i = [&](const char* k, int64_t def) { return md.get_int(p + k).value_or(def); };
-  auto get_f = [&](const char* k, double def) { return static_cast<float>(md.get_float(p + k).value_or(def)); };
+  auto get_f = [&](const char* k, double def) {
+    // Out-of-float-range doubles become +-inf (a plain cast would be undefined); NaN stays NaN. The
+    // hparams_check table rejects what is not finite.
+    const double d = md.get_float(p + k).value_or(def);
+    if (std::isfinite(d) && std::fabs(d) > std::numeric_limits<float>::max())
+      return d > 0 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+    return static_cast<float>(d);
+  };
   auto req_i = [&](const char* k) {
     auto v = md.get_int(p + k);
     if (!v) fail("{}: missing metadata key {}{}", file, p, k);
@@ -78,7 +86,7 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
   hp.expert_weights_scale = get_f("expert_weights_scale", 1.0);
   hp.n_expert_groups = get_i("expert_group_count", 1);
   hp.n_group_used = get_i("expert_group_used_count", hp.n_expert_groups);
-  if (hp.n_expert_groups < 1) hp.n_expert_groups = 1;
+  if (hp.n_expert_groups <= 1) hp.n_expert_groups = hp.n_group_used = 1;  // 0 / 1 group: no grouped routing
 
   switch (hp.arch) {
     case Arch::Llama:  // Mixtral: softmax over experts, top-k renormalised
@@ -117,22 +125,19 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
       // store them directly in key_length / value_length.
       const int64_t k_mla = get_i("attention.key_length_mla", hp.head_dim_k);
       hp.v_head_dim_mla = get_i("attention.value_length_mla", hp.head_dim_v);
-      hp.qk_nope_dim = k_mla - hp.qk_rope_dim;
-      if (hp.qk_nope_dim <= 0) fail("{}: MLA key width {} <= rope width {}", file, k_mla, hp.qk_rope_dim);
+      // hparams_check's rope_dims requires >= 1 (saturated, not wrapped, for hostile values).
+      if (__builtin_sub_overflow(k_mla, hp.qk_rope_dim, &hp.qk_nope_dim)) hp.qk_nope_dim = INT64_MIN;
       hp.head_dim_k = k_mla;
       hp.head_dim_v = hp.v_head_dim_mla;
+      // llama.cpp: the shared experts of a deepseek2 layer are one FFN expert_shared_count x expert width wide.
+      if (!md.contains(p + "expert_shared_feed_forward_length")) {
+        int64_t w = 0;
+        hp.n_ff_shexp = __builtin_mul_overflow(hp.n_ff_exp, hp.n_expert_shared, &w) ? INT64_MAX : w;
+      }
       break;
     }
   }
-  if (hp.n_expert > 0) {
-    if (hp.n_expert_used <= 0 || hp.n_expert_used > hp.n_expert)
-      fail("{}: {}expert_used_count {} (expected 1..{})", file, p, hp.n_expert_used, hp.n_expert);
-    if (hp.n_expert % hp.n_expert_groups != 0 || hp.n_group_used > hp.n_expert_groups)
-      fail("{}: expert groups {} / used {} do not divide {} experts", file, hp.n_expert_groups, hp.n_group_used,
-           hp.n_expert);
-  }
-  if (hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0)
-    fail("{}: head_count {} is not a multiple of head_count_kv {}", file, hp.n_head, hp.n_head_kv);
+  // Constraints between the values and against the tensors: runtime/models/hparams_check.cpp.
   return hp;
 }
 

@@ -77,7 +77,9 @@ struct ModelHparams {
 };
 
 /// Reads the hyper-parameters of the model described by `md` (file named for errors). Throws Error for
-/// an unsupported architecture or a missing required key (embedding_length, block_count, head_count).
+/// an unsupported architecture, a missing or non-positive required key (embedding_length, block_count,
+/// head_count, deepseek2's kv_lora_rank) or a key of the wrong type. It does not check the values against
+/// each other or the tensors: use load_checked_hparams (runtime/models/hparams_check.hpp) for that.
 ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file);
 
 /// KV-cache bytes per token of context with an f32 (or `bytes_per_elem`) cache: 2 * n_layer * n_head_kv

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 #include "common/error.hpp"
 #include "cpu/ops.hpp"
@@ -61,6 +63,27 @@ KvCache Model::new_cache(int64_t n_ctx) const {
 namespace {
 std::string blk(int il, const char* name) { return fmt::format("blk.{}.{}.weight", il, name); }
 std::string blk_bias(int il, const char* name) { return fmt::format("blk.{}.{}.bias", il, name); }
+
+#ifdef NDEBUG
+constexpr bool kCheckEachLayer = false;
+#else
+constexpr bool kCheckEachLayer = true;  // debug builds also name the first layer whose output is not finite
+#endif
+
+/// Index of the first NaN / inf of x[0..n), or -1. The common all-finite case is one branch-free pass
+/// over the exponent bits (vectorised), the search only runs when something is wrong.
+int64_t first_non_finite(const float* x, int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, sizeof b);
+    any |= static_cast<uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+  }
+  if (!any) return -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return i;
+  return -1;
+}
 }  // namespace
 
 void Model::load_common() {
@@ -100,6 +123,12 @@ void Model::load_common() {
     M.cfg.norm_topk = hp_.norm_topk_prob;
     M.cfg.weights_scale = hp_.expert_weights_scale;
     M.cfg.score_bias = optional_vector_f32(g, fmt::format("blk.{}.exp_probs_b.bias", il), n_exp);
+    // The score bias only steers which experts are chosen: a NaN there would change the routing without
+    // ever reaching the logits, so it is checked here (n_expert floats).
+    if (M.cfg.score_bias)
+      if (const int64_t i = first_non_finite(M.cfg.score_bias, n_exp); i >= 0)
+        fail("{}: tensor blk.{}.exp_probs_b.bias: element {} is {} (expected finite routing biases)", g.path(), il, i,
+             M.cfg.score_bias[i]);
     if (g.find(blk(il, "ffn_gate_exps"))) {
       L.gate_exps = weight_3d(g, blk(il, "ffn_gate_exps"), n_exp, n_ff, n_embd);
       L.up_exps = weight_3d(g, blk(il, "ffn_up_exps"), n_exp, n_ff, n_embd);
@@ -191,6 +220,23 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
   for (int32_t t : tokens)
     if (t < 0 || t >= hp_.n_vocab) fail("token id {} out of range (n_vocab {})", t, hp_.n_vocab);
   if (opt.routing) opt.routing->assign(static_cast<size_t>(hp_.n_layer), {});
+  const int64_t pos0 = cache.n_past;
+  // Non-finite values (NaN / inf weights, overflowing activations) stop the run here, before anything
+  // is sampled or printed from them. Row t of `rows` carried rows is position pos0 + n - rows + t.
+  const auto check_finite = [&](const float* v, int64_t n_rows, int64_t width, const char* what, int il) {
+    for (int64_t t = 0; t < n_rows; ++t) {
+      const int64_t i = first_non_finite(v + t * width, width);
+      if (i < 0) continue;
+      const int64_t pos = pos0 + n - n_rows + t;
+      if (il >= 0)
+        fail("{}: non-finite {} after layer {} at position {} (element {} is {}): the layer's weights hold "
+             "NaN / inf or its activations overflowed",
+             gguf_.path(), what, il, pos, i, v[t * width + i]);
+      fail("{}: non-finite {} at position {} (logit of token {} is {}): the model's weights hold NaN / inf or its "
+           "activations overflowed (a debug build names the first layer)",
+           gguf_.path(), what, pos, i, v[t * width + i]);
+    }
+  };
 
   x_.resize(static_cast<size_t>(n * n_embd));
   cur_.resize(x_.size());
@@ -233,6 +279,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       ffn_.dense(L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
     }
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
+    if constexpr (kCheckEachLayer) check_finite(x_.data(), rows, n_embd, "hidden state", il);
   }
   cache.n_past += n;
 
@@ -240,6 +287,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     cpu::rms_norm(x_.data() + t * n_embd, output_norm_, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
   logits.resize(static_cast<size_t>(rows * hp_.n_vocab));
   lin_(output_, cur_.data(), rows, logits.data());
+  check_finite(logits.data(), rows, hp_.n_vocab, "logits", -1);
 }
 
 void Model::run_attention(const cpu::AttentionArgs& a, int64_t n_head) {

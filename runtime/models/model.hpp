@@ -52,7 +52,9 @@ class Model {
 
   /// Runs `tokens` at positions cache.n_past .. + n - 1 (one batch: prefill, or one token: decode) and
   /// advances cache.n_past. logits: [n_out, n_vocab] f32 (resized) for the last token, or all tokens.
-  /// Throws Error if the cache would overflow or a token id is out of range.
+  /// Throws Error if the cache would overflow or a token id is out of range, and Error naming the file and
+  /// the position if a logit is NaN / inf (debug builds: also the first layer whose output is not finite),
+  /// so nothing is ever sampled from non-finite logits.
   void forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                const ForwardOptions& opt = {});
 

@@ -1,11 +1,14 @@
 // One registration line per architecture.
 #include "common/error.hpp"
 #include "runtime/models/arch_factories.hpp"
+#include "runtime/models/hparams_check.hpp"
 
 namespace moetier::models {
 
 std::unique_ptr<Model> load_model(const gguf::GgufModel& g) {
-  ModelHparams hp = load_hparams(g.metadata(), g.path());
+  // Every hyper-parameter is checked against the others and the tensor shapes before anything is sized
+  // from it (weights binding, scratch, KV cache).
+  ModelHparams hp = load_checked_hparams(g.metadata(), g.tensors(), g.path());
   switch (hp.arch) {
     case Arch::Llama:
     case Arch::Qwen2Moe:

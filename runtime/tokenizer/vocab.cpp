@@ -18,6 +18,16 @@ constexpr std::string_view kKeyScores = "tokenizer.ggml.scores";
 constexpr std::string_view kKeyTypes = "tokenizer.ggml.token_type";
 constexpr std::string_view kKeyMerges = "tokenizer.ggml.merges";
 
+// Special-token id keys, in the order of Vocab::load_special_ids' slots.
+constexpr std::string_view kSpecialIdKeys[] = {
+    "tokenizer.ggml.bos_token_id",       "tokenizer.ggml.eos_token_id",      "tokenizer.ggml.eot_token_id",
+    "tokenizer.ggml.eom_token_id",       "tokenizer.ggml.unknown_token_id",  "tokenizer.ggml.seperator_token_id",
+    "tokenizer.ggml.padding_token_id",   "tokenizer.ggml.mask_token_id",     "tokenizer.ggml.fim_pre_token_id",
+    "tokenizer.ggml.fim_suf_token_id",   "tokenizer.ggml.fim_mid_token_id",  "tokenizer.ggml.fim_pad_token_id",
+    "tokenizer.ggml.fim_rep_token_id",   "tokenizer.ggml.fim_sep_token_id",  "tokenizer.ggml.prefix_token_id",
+    "tokenizer.ggml.suffix_token_id",    "tokenizer.ggml.middle_token_id",
+};
+
 uint32_t attr_from_type(int64_t type) {
   switch (type) {
     case 1: return kAttrNormal;
@@ -60,10 +70,31 @@ const std::initializer_list<std::string_view> kHarmonyUserTexts = {"<|channel|>"
 
 }  // namespace
 
+void check_token_metadata(const gguf::Metadata& md, const std::string& file) {
+  const std::vector<std::string>* tokens = md.get_string_array(kKeyTokens);
+  if (!tokens) return;
+  const auto n = static_cast<int64_t>(tokens->size());
+  if (auto types = md.get_int_array(kKeyTypes)) {
+    for (size_t i = 0; i < types->size(); ++i) {
+      const int64_t t = (*types)[i];
+      if (t < 0 || t > 6)
+        fail("{}: {}[{}] is {} (expected 0..6: undefined, normal, unknown, control, user-defined, unused, byte)",
+             file, kKeyTypes, i, t);
+    }
+  }
+  for (const std::string_view key : kSpecialIdKeys) {
+    const auto id = md.get_int(key);
+    if (id && (*id < 0 || *id >= n))
+      fail("{}: {} is {}, outside the vocabulary (expected 0..{}: {} has {} tokens)", file, key, *id, n - 1,
+           kKeyTokens, n);
+  }
+}
+
 Vocab Vocab::from_metadata(const gguf::Metadata& md, const std::string& file) {
   Vocab v;
   const auto model = md.get_string(kKeyModel);
   if (!model) fail("{}: missing metadata key {} (the file has no tokenizer)", file, kKeyModel);
+  check_token_metadata(md, file);
   if (*model == "llama") {
     v.type_ = VocabType::kSpm;
     v.add_space_prefix_ = true;
@@ -121,7 +152,7 @@ void Vocab::load_tokens(const gguf::Metadata& md, const std::string& file) {
       fail("{}: {}: expected array<int32>, found array<{}>", file, kKeyTypes, gguf::value_type_name(et));
     if (types->size() != n)
       fail("{}: {}: {} token types for {} tokens (lengths must match)", file, kKeyTypes, types->size(), n);
-    for (size_t i = 0; i < n; ++i) attrs_[i] = attr_from_type((*types)[i]);
+    for (size_t i = 0; i < n; ++i) attrs_[i] = attr_from_type((*types)[i]);  // values checked: 0..6
   }
 
   texts_.resize(n);
@@ -166,30 +197,17 @@ void Vocab::load_special_ids(const gguf::Metadata& md, const std::string& file) 
     special_.bos = 11;
     special_.eos = 11;
   }
-  const struct {
-    std::string_view key;
-    int32_t* id;
-  } keys[] = {
-      {"tokenizer.ggml.bos_token_id", &special_.bos},       {"tokenizer.ggml.eos_token_id", &special_.eos},
-      {"tokenizer.ggml.eot_token_id", &special_.eot},       {"tokenizer.ggml.eom_token_id", &special_.eom},
-      {"tokenizer.ggml.unknown_token_id", &special_.unk},   {"tokenizer.ggml.seperator_token_id", &special_.sep},
-      {"tokenizer.ggml.padding_token_id", &special_.pad},   {"tokenizer.ggml.mask_token_id", &special_.mask},
-      {"tokenizer.ggml.fim_pre_token_id", &special_.fim_pre}, {"tokenizer.ggml.fim_suf_token_id", &special_.fim_suf},
-      {"tokenizer.ggml.fim_mid_token_id", &special_.fim_mid}, {"tokenizer.ggml.fim_pad_token_id", &special_.fim_pad},
-      {"tokenizer.ggml.fim_rep_token_id", &special_.fim_rep}, {"tokenizer.ggml.fim_sep_token_id", &special_.fim_sep},
-      {"tokenizer.ggml.prefix_token_id", &special_.fim_pre},  {"tokenizer.ggml.suffix_token_id", &special_.fim_suf},
-      {"tokenizer.ggml.middle_token_id", &special_.fim_mid},
+  int32_t* const ids[] = {
+      &special_.bos,     &special_.eos,     &special_.eot,     &special_.eom,     &special_.unk,   &special_.sep,
+      &special_.pad,     &special_.mask,    &special_.fim_pre, &special_.fim_suf, &special_.fim_mid,
+      &special_.fim_pad, &special_.fim_rep, &special_.fim_sep, &special_.fim_pre, &special_.fim_suf,
+      &special_.fim_mid,
   };
-  for (const auto& k : keys) {
-    if (*k.id >= n_tokens()) *k.id = kNoToken;  // default outside this vocabulary
-    const auto value = md.get_int(k.key);
-    if (!value) continue;
-    if (*value < 0 || *value >= n_tokens()) {
-      warnings_.push_back(fmt::format("{}: {} = {} is outside the vocabulary (0..{}); keeping {}", file, k.key,
-                                      *value, n_tokens() - 1, *k.id));
-      continue;
-    }
-    *k.id = static_cast<int32_t>(*value);
+  static_assert(std::size(ids) == std::size(kSpecialIdKeys));
+  for (size_t i = 0; i < std::size(ids); ++i) {
+    if (*ids[i] >= n_tokens()) *ids[i] = kNoToken;  // default outside this vocabulary
+    // Ids outside the vocabulary were rejected by check_token_metadata.
+    if (const auto value = md.get_int(kSpecialIdKeys[i])) *ids[i] = static_cast<int32_t>(*value);
   }
   if (auto b = md.get_bool("tokenizer.ggml.add_bos_token")) add_bos_ = *b;
   if (auto b = md.get_bool("tokenizer.ggml.add_eos_token")) add_eos_ = *b;

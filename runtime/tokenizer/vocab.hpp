@@ -43,15 +43,22 @@ struct SpecialTokens {
   int32_t fim_pad = kNoToken, fim_rep = kNoToken, fim_sep = kNoToken;
 };
 
+/// The checks of the tokenizer keys that hold for any reader, including `inspect` (which does not build a
+/// Vocab): every tokenizer.ggml.token_type in 0..6 and every special-token id key (bos, eos, eot, eom, unk,
+/// sep, pad, mask, fim_*) inside the vocabulary of tokenizer.ggml.tokens. Throws Error "FILE: KEY ...".
+/// Does nothing when the file has no tokenizer.ggml.tokens.
+void check_token_metadata(const gguf::Metadata& md, const std::string& file);
+
 class Vocab {
  public:
   /// Reads and validates the tokenizer.ggml.* keys of `md`; `file` names the file in errors.
   /// Throws moetier::Error ("FILE: KEY: what") when: tokenizer.ggml.model is missing or not
   /// llama/gpt2; tokenizer.ggml.pre names a pre-tokenizer this runtime lacks; tokens is missing, empty
   /// or not array<string>; scores/token_type/merges have the wrong type; scores or token_type length
-  /// differs from the token count; a token text occurs twice; gpt2 has no merges; add_bos/add_eos is
-  /// set while the BOS/EOS id is missing. A special-token id key that is out of range is ignored with a
-  /// warning (see warnings()), keeping the model type's default as llama.cpp does.
+  /// differs from the token count; a token_type is outside 0..6; a token text occurs twice; gpt2 has no
+  /// merges; a special-token id key (bos/eos/unk/pad/...) is outside the vocabulary (llama.cpp ignores
+  /// it with a warning; a file that says so is wrong, and guessing hides it); add_bos/add_eos is set
+  /// while the BOS/EOS id is missing.
   static Vocab from_metadata(const gguf::Metadata& md, const std::string& file);
 
   Vocab(Vocab&&) noexcept = default;

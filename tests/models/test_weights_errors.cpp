@@ -2,7 +2,8 @@
 // key) and what was expected: a missing tensor, a wrong shape, an unsupported tensor type (IQ2_XXS), an
 // F16 norm vector, an unsupported or not-yet-runnable architecture; and it does so before any large
 // allocation, even when the metadata claims huge dimensions. Models are tiny presets of `moetier synth`
-// (runtime/synth) with one tensor or key patched before writing.
+// (runtime/synth) with one tensor or key patched before writing; the cases of the hyper-parameter table
+// are in tests/models/hparam_cases.hpp.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/synth/synth_model.hpp"
+#include "tests/models/hparam_cases.hpp"
 #include "tests/run_util.hpp"
 
 using namespace moetier;
@@ -229,6 +231,14 @@ TEST_CASE("metadata claiming huge dimensions fails on the first mismatch, before
       {"llama.vocab_size", uint64_t{1} << 40, "token_embd.weight"},  // embedding has 512 rows
       {"llama.expert_count", uint64_t{1} << 30, "blk.0.ffn_gate_inp.weight"},
       {"llama.feed_forward_length", uint64_t{1} << 34, "blk.0.ffn_gate_exps.weight"},
+      {"llama.block_count", 0xFFFFFFFFu, "llama.block_count"},  // 2^32-1 layers claimed, 2 present
+      {"llama.block_count", uint64_t{1} << 62, "llama.block_count"},
+      {"llama.rope.dimension_count", 1000, "llama.rope.dimension_count"},
+      {"llama.attention.head_count", uint64_t{1} << 40, "llama.attention.key_length"},  // head dim 0
+      {"llama.attention.head_count_kv", uint64_t{1} << 40, "llama.attention.head_count_kv"},
+      {"llama.attention.key_length", uint64_t{1} << 40, "blk.0.attn_q.weight"},
+      {"llama.expert_used_count", uint64_t{1} << 40, "llama.expert_used_count"},
+      {"llama.context_length", uint64_t{1} << 40, "llama.context_length"},
   };
   // The tracker sees allocations made through std containers (so a small maximum below means something).
   g_max_alloc.store(0);
@@ -240,12 +250,33 @@ TEST_CASE("metadata claiming huge dimensions fails on the first mismatch, before
   }
   CHECK(g_max_alloc.load() >= 2 * kSmallAlloc);
   for (const Case& c : cases) {
-    CAPTURE(c.key);
+    const std::string key = c.key;
+    CAPTURE(key);
     synth::SynthModel m = preset("tiny-mixtral");
     set_key(m, c.key, gguf::Value{gguf::ValueType::UINT64, c.value});
     const std::string path = write(dir, m, "huge.gguf");
     size_t max_alloc = 0;
     check_msg(load_error(path, &max_alloc), {path, c.tensor});
+    CHECK(max_alloc < kSmallAlloc);
+  }
+}
+
+TEST_CASE("load_model rejects every hostile hyper-parameter case in one line naming the file and the key / tensor, "
+          "before any large allocation") {
+  TempDir dir;
+  for (const test::HparamCase& c : test::hparam_cases()) {
+    const std::string rule = c.rule, preset_name = c.preset;
+    CAPTURE(rule);
+    CAPTURE(preset_name);
+    synth::SynthModel m = preset(c.preset);
+    c.patch(m);
+    const std::string path = write(dir, m, "case.gguf");
+    size_t max_alloc = 0;
+    const std::string msg = load_error(path, &max_alloc);
+    std::vector<std::string> parts = c.parts;
+    parts.push_back(path);
+    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, msg << " lacks \"" << p << "\"");
+    CHECK(msg.find('\n') == std::string::npos);
     CHECK(max_alloc < kSmallAlloc);
   }
 }

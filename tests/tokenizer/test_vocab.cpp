@@ -183,23 +183,65 @@ TEST_CASE("vocabulary validation names the file and the key") {
   }
 }
 
-TEST_CASE("special ids: defaults, keys, out-of-range keys ignored with a warning") {
+TEST_CASE("special ids: defaults and keys") {
   SpmVocab v;
   Metadata md = v.metadata();
-  md.insert("tokenizer.ggml.eos_token_id", u32(100000));
+  md.insert("tokenizer.ggml.eos_token_id", u32(2));
   md.insert("tokenizer.ggml.padding_token_id", u32(5));
   const Tokenizer tok = Tokenizer::from_metadata(md, kFile);
   CHECK(tok.bos() == 1);  // SPM default
-  CHECK(tok.eos() == 2);  // out-of-range key ignored
+  CHECK(tok.eos() == 2);
   CHECK(tok.vocab().special().pad == 5);
   CHECK(tok.vocab().special().unk == 0);
-  REQUIRE(tok.vocab().warnings().size() == 1);
-  CHECK(tok.vocab().warnings()[0].find("eos_token_id") != std::string::npos);
+  CHECK(tok.vocab().warnings().empty());
   CHECK(tok.is_eog(2));  // "</s>" and EOS
   CHECK_FALSE(tok.is_eog(1));
   CHECK(tok.add_bos());
   CHECK_FALSE(tok.add_eos());
   CHECK(tok.n_vocab() == static_cast<int32_t>(v.tokens.size()));
+}
+
+TEST_CASE("a special-token id outside the vocabulary or a token type outside the enum is rejected by key") {
+  // Old behaviour: ids were ignored with a warning (the default id kept), and a type outside 0..6 gave
+  // the token no attribute, so it rendered as nothing. Each case must be one line naming the key.
+  SpmVocab v;
+  const int64_t n = static_cast<int64_t>(v.tokens.size());
+  struct IdCase {
+    const char* key;
+    uint64_t id;
+  };
+  for (const IdCase c : {IdCase{"tokenizer.ggml.bos_token_id", static_cast<uint64_t>(n)},
+                         IdCase{"tokenizer.ggml.eos_token_id", 100000},
+                         IdCase{"tokenizer.ggml.unknown_token_id", 0xFFFFFFFFu},
+                         IdCase{"tokenizer.ggml.padding_token_id", static_cast<uint64_t>(n) + 7},
+                         IdCase{"tokenizer.ggml.eot_token_id", uint64_t{1} << 40}}) {
+    CAPTURE(c.key);
+    Metadata md = v.metadata();
+    md.insert(c.key, u32(c.id));
+    const std::string e = error_of(md);
+    CHECK(e.find(kFile) != std::string::npos);
+    CHECK(e.find(c.key) != std::string::npos);
+    CHECK(e.find(std::to_string(c.id)) != std::string::npos);
+    CHECK(e.find('\n') == std::string::npos);
+  }
+  // The last valid id is accepted.
+  {
+    Metadata md = v.metadata();
+    md.insert("tokenizer.ggml.bos_token_id", u32(static_cast<uint64_t>(n - 1)));
+    CHECK(Tokenizer::from_metadata(md, kFile).bos() == n - 1);
+  }
+  for (const int bad : {7, 8, -1, 1000}) {
+    CAPTURE(bad);
+    SpmVocab w;
+    w.types[5] = bad;
+    const std::string e = error_of(w.metadata());
+    CHECK(e.find("tokenizer.ggml.token_type[5]") != std::string::npos);
+    CHECK(e.find(std::to_string(bad)) != std::string::npos);
+  }
+  // Every value of the enum (0 undefined .. 6 byte) is accepted.
+  SpmVocab all;
+  for (int t = 0; t <= 6; ++t) all.add("tok" + std::to_string(t), 0.0f, t);
+  CHECK_NOTHROW((void)all.tokenizer());
 }
 
 TEST_CASE("SPM: space prefix, score-driven merges, byte fallback, BOS") {
