@@ -46,10 +46,9 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(out);
     int n = 0;
     for (const auto& preset : synth::all_presets()) {
-      if (!preset.tiny) continue;
+      if (!preset.tiny || preset.arch == "gpt-oss") continue;  // gpt-oss: recognised, not run (load_model refuses it)
       const synth::Preset p = micro(preset);
-      for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::MXFP4}) {
-        if (type == GgmlType::MXFP4 && p.arch != "gpt-oss") continue;
+      for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_1}) {
         synth::SynthOptions o;
         o.type = type;
         o.seed = 7;
