@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -83,6 +84,16 @@ inline RunResult run_moetier(const TempDir& dir, const std::vector<std::string>&
   r.out = slurp(out);
   r.err = slurp(err);
   return r;
+}
+
+/// Exit status 1 (not a signal: >= 128 is a crash) and exactly one stderr line "moetier: error: ..." that
+/// holds every part.
+inline void check_one_line_error(const RunResult& r, const std::vector<std::string>& parts) {
+  CAPTURE(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.err.rfind("moetier: error: ", 0) == 0);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  for (const auto& p : parts) CHECK_MESSAGE(r.err.find(p) != std::string::npos, "stderr lacks \"" << p << "\"");
 }
 
 }  // namespace moetier::test

@@ -57,14 +57,7 @@ RunResult run_to_full_disk(const TempDir& dir, const std::vector<std::string>& a
   return run_with_timeout(dir, args, "/dev/full");
 }
 
-/// Exit status 1 and exactly one line "moetier: error: ..." on stderr holding every part.
-void check_one_line_error(const RunResult& r, const std::vector<std::string>& parts) {
-  CAPTURE(r.err);
-  CHECK(r.status == 1);
-  CHECK(r.err.rfind("moetier: error: ", 0) == 0);
-  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-  for (const auto& p : parts) CHECK_MESSAGE(r.err.find(p) != std::string::npos, "stderr lacks \"" << p << "\"");
-}
+using test::check_one_line_error;
 
 std::string joined(const std::vector<std::string>& args) {
   std::string s;

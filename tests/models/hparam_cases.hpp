@@ -19,6 +19,15 @@
 
 namespace moetier::test {
 
+/// The synth preset `name` with F32 weights drawn from `seed` (described, nothing written yet).
+inline synth::SynthModel f32_preset(const std::string& name, uint64_t seed) {
+  synth::SynthOptions o;
+  o.preset = name;
+  o.type = GgmlType::F32;
+  o.seed = seed;
+  return synth::build_synth_model(o);
+}
+
 /// Sets (or adds) metadata key `key`. (Not inlined: inlined into callers whose Value alternative is
 /// known, g++ 12 warns about the inactive shared_ptr alternative of the variant, a false positive.)
 [[gnu::noinline]] inline void set_key(synth::SynthModel& m, const std::string& key, gguf::Value v) {

@@ -29,23 +29,9 @@ using test::TempDir;
 
 namespace {
 
-/// Exit status 1 (not a signal: >= 128 is a crash) and exactly one stderr line "moetier: error: ..." that
-/// holds every part.
-void check_one_line_error(const RunResult& r, const std::vector<std::string>& parts) {
-  CAPTURE(r.err);
-  CHECK(r.status == 1);
-  CHECK(r.err.rfind("moetier: error: ", 0) == 0);
-  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-  for (const auto& p : parts) CHECK_MESSAGE(r.err.find(p) != std::string::npos, "stderr lacks \"" << p << "\"");
-}
+using test::check_one_line_error;
 
-synth::SynthModel preset(const std::string& name) {
-  synth::SynthOptions o;
-  o.preset = name;
-  o.type = GgmlType::F32;
-  o.seed = 11;
-  return synth::build_synth_model(o);
-}
+synth::SynthModel preset(const std::string& name) { return test::f32_preset(name, 11); }
 
 /// Writes `m` with its seeded random weights, tensor `poison` (F32) filled with `value` instead.
 void write_model(const synth::SynthModel& m, const std::string& path, const std::string& poison = "",

@@ -17,13 +17,7 @@ using namespace moetier;
 
 namespace {
 
-synth::SynthModel preset_model(const std::string& name) {
-  synth::SynthOptions o;
-  o.preset = name;
-  o.type = GgmlType::F32;
-  o.seed = 5;
-  return synth::build_synth_model(o);
-}
+synth::SynthModel preset_model(const std::string& name) { return test::f32_preset(name, 5); }
 
 std::optional<models::HparamViolation> violation(const synth::SynthModel& m) {
   const gguf::Metadata md = m.metadata_map();

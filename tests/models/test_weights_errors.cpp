@@ -62,13 +62,7 @@ namespace {
 
 using test::TempDir;
 
-synth::SynthModel preset(const std::string& name) {
-  synth::SynthOptions o;
-  o.preset = name;
-  o.type = GgmlType::F32;
-  o.seed = 3;
-  return synth::build_synth_model(o);
-}
+synth::SynthModel preset(const std::string& name) { return test::f32_preset(name, 3); }
 
 synth::SynthTensor& tensor(synth::SynthModel& m, const std::string& name) {
   auto it = std::find_if(m.tensors.begin(), m.tensors.end(), [&](const auto& t) { return t.name == name; });
