@@ -14,7 +14,13 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(gguf load)
 if [ ! -f build-fuzz/build.ninja ]; then
-  CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled --buildtype=debugoptimized >/dev/null
+  mkdir -p fuzz
+  if ! CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled --buildtype=debugoptimized >fuzz/setup.log 2>&1; then
+    echo "fuzz/run.sh: meson setup build-fuzz (clang) failed:" >&2
+    grep -E 'ERROR|not found' fuzz/setup.log >&2 || tail -5 fuzz/setup.log >&2
+    rm -rf build-fuzz
+    exit 1
+  fi
 fi
 status=0
 for t in "${targets[@]}"; do
@@ -26,14 +32,14 @@ for t in "${targets[@]}"; do
   work=fuzz/corpus-$t
   mkdir -p "$work/seeds" "$work/corpus" "$work/artifacts"
   if [ "$t" = gguf ]; then
-    ninja -C build-fuzz fuzz/fuzz_gguf fuzz/gguf_seed_gen >/dev/null
+    ninja -C build-fuzz fuzz/fuzz_gguf fuzz/gguf_seed_gen >fuzz/build.log 2>&1 || { tail -20 fuzz/build.log >&2; exit 1; }
     shared=../shared/models
     build-fuzz/fuzz/gguf_seed_gen "$work/seeds" "$shared"
     if [ -d "$shared" ]; then
       for f in "$shared"/*.gguf; do head -c 65536 "$f" > "$work/seeds/head-$(basename "$f")"; done
     fi
   else
-    ninja -C build-fuzz fuzz/fuzz_load fuzz/load_seed_gen >/dev/null
+    ninja -C build-fuzz fuzz/fuzz_load fuzz/load_seed_gen >fuzz/build.log 2>&1 || { tail -20 fuzz/build.log >&2; exit 1; }
     ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz/load_seed_gen "$work/seeds" >/dev/null
   fi
   echo "fuzz_$t: $(ls "$work/seeds" | wc -l) seeds, running ${secs}s"
