@@ -6,23 +6,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-bash scripts/build.sh
 mkdir -p out
+echo "moetier demo: building build/moetier (log: out/build.log)"
+MOETIER_BUILD_TARGETS=moetier bash scripts/build.sh > out/build.log 2>&1 || { tail -30 out/build.log; exit 1; }
 [ -f out/demo.gguf ] || ./build/moetier synth --preset tiny-qwen3moe --type Q4_K --seed 42 -o out/demo.gguf
 prompt="Once upon a time"
-# The budget is the whole process (weights, KV cache for -c, scratch, I/O, ~17 MiB fixed): 21 MiB leaves
-# about 1 MiB for the 1.9 MiB of experts of this model, so most of them stream.
+# The budget is the whole process (weights, KV cache for -c, scratch, I/O, metadata, ~17 MiB fixed with
+# 2 threads): 21 MiB leaves about 1 MiB for the 1.9 MiB of experts of this model, so most of them stream.
 budget=${MOETIER_DEMO_BUDGET:-21MiB}
 echo
 echo "(out/demo.gguf has seeded random weights: the text is gibberish; the point is what runs where)"
-echo "== 1. every expert in RAM: moetier run -m out/demo.gguf -p \"$prompt\" -n 32 -c 256 --seed 42"
-./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 --seed 42
-./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 --seed 42 --json --dump-logits out/demo-ram.logits \
+echo "== 1. every expert in RAM: moetier run -m out/demo.gguf -p \"$prompt\" -n 32 -c 256 -t 2 --seed 42"
+./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 -t 2 --seed 42
+./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 -t 2 --seed 42 --json --dump-logits out/demo-ram.logits \
   > out/demo-ram.json 2>/dev/null
 echo
 echo "== 2. the same with --ram-budget $budget: experts that do not fit stream from disk (io_uring) into a cache"
-./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 --seed 42 --ram-budget "$budget" -v --json \
-  --dump-logits out/demo-tiered.logits > out/demo-tiered.json 2> out/demo-tiered.log
+./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 -t 2 --seed 42 --ram-budget "$budget" -v --json \
+  --dump-logits out/demo-tiered.logits > out/demo-tiered.json 2> out/demo-tiered.log ||
+  { grep -a 'error' out/demo-tiered.log >&2; exit 1; }
 sed -n '/^moetier: memory:/,/^  total /p' out/demo-tiered.log
 grep -aE '^moetier: tiers|^  (layer|total:)' out/demo-tiered.log || true
 echo

@@ -52,7 +52,10 @@ MemoryParts process_parts(const models::Model& model, int64_t n_ctx, int64_t n_b
   p.kv_cache = model.kv_cache_bytes(p.n_ctx);
   p.scratch = model.scratch_bytes(p.n_batch, p.n_ctx, n_workers);
   p.io = io_state_bytes(queue_depth);
-  p.metadata = metadata_bytes;
+  // Rounded up to whole MiB: the measurement moves by a few hundred KiB from run to run (allocator and
+  // page-cache noise), and a plan must not change with it (the same budget gave 0-2 resident experts).
+  constexpr uint64_t kMiB = uint64_t{1} << 20;
+  p.metadata = (metadata_bytes + kMiB - 1) / kMiB * kMiB;
   p.n_workers = std::max(n_workers, 1);
   p.fixed = kFixedOverheadBytes + static_cast<uint64_t>(p.n_workers) * kWorkerOverheadBytes;
   p.non_expert = non_expert_bytes(model);

@@ -59,7 +59,8 @@ uint64_t io_state_bytes(unsigned queue_depth);
 
 /// The parts a run of `model` needs whatever the plan: KV cache for n_ctx (>= 1) positions, scratch for
 /// batches of n_batch (>= 1) tokens on n_workers workers, the reader's state for queue_depth (counted
-/// until a plan says nothing streams), metadata_bytes (measured by the caller), the fixed overhead for
+/// until a plan says nothing streams), metadata_bytes (measured by the caller; rounded up to whole MiB so
+/// that a plan does not move with the measurement's noise), the fixed overhead for
 /// n_workers threads, and the non-expert weights. Weight parts beyond those are filled by add_plan_parts.
 MemoryParts process_parts(const models::Model& model, int64_t n_ctx, int64_t n_batch, int n_workers,
                           unsigned queue_depth, uint64_t metadata_bytes);
