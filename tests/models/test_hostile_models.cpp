@@ -132,6 +132,7 @@ TEST_CASE("the issue's repros on mixtral-tiny-q8_0.gguf: one line, exit 1, never
       {"llama.attention.head_count_kv", false, 3},
       {"llama.attention.layer_norm_rms_epsilon", true, nan},
       {"llama.attention.layer_norm_rms_epsilon", true, -1},
+      {"llama.attention.layer_norm_rms_epsilon", true, 1e38},  // all logits 0, exit 0
       {"llama.rope.freq_base", true, nan},
       {"llama.rope.freq_base", true, 0},
       {"tokenizer.ggml.bos_token_id", false, 32000},
