@@ -359,7 +359,9 @@ TEST_CASE("NaN / inf in quantised models (Q8_0 / Q4_K scales, router, norms): ru
     o.type = type;
     o.seed = 5;
     const synth::SynthModel m = synth::build_synth_model(o);
-    const std::string clean = dir.file("clean-" + std::string(ggml_type_name(type)) + ".gguf");
+    std::string clean_name = "clean-";
+    clean_name += ggml_type_name(type);
+    const std::string clean = dir.file(clean_name + ".gguf");
     write_model(m, clean);
     CHECK(test::run_moetier(dir, run_args(clean, {"--json"})).status == 0);  // control
     for (const PoisonSite& s : kSites)
@@ -390,4 +392,31 @@ TEST_CASE("NaN / inf in ../shared's mixtral-tiny-q8_0 (the reviewer's offsets): 
       test::spit(path, poison_first(src, s.tensor, v, false));  // the first value only, as reported
       check_stops_non_finite(dir, path);
     }
+}
+
+TEST_CASE("../shared's deepseek2-tiny-q8_0 without its shared-expert tensors: run exits 1 naming the tensor" *
+          doctest::skip(test::no_shared())) {
+  // Renaming a tensor (same length) drops it from the file without rewriting the layout. The old code ran
+  // without the shared expert, exit 0.
+  const std::string src = (test::shared_dir() / "models" / "deepseek2-tiny-q8_0.gguf").string();
+  const std::string original = test::slurp(src);
+  TempDir dir;
+  const std::vector<std::vector<std::string>> drops = {
+      {"blk.1.ffn_gate_shexp.weight"},
+      {"blk.1.ffn_gate_shexp.weight", "blk.1.ffn_up_shexp.weight", "blk.1.ffn_down_shexp.weight"}};
+  for (const auto& drop : drops) {
+    CAPTURE(drop.size());
+    std::string bytes = original;
+    for (const std::string& name : drop) {
+      const size_t at = bytes.find(name);
+      REQUIRE(at != std::string::npos);
+      REQUIRE(bytes.find(name, at + 1) == std::string::npos);
+      bytes[at + name.find("shexp") + 4] = 'q';  // ..._shexq.weight: not a tensor the model asks for
+    }
+    const std::string path = dir.file("no-shexp.gguf");
+    test::spit(path, bytes);
+    const RunResult r = test::run_moetier(dir, run_args(path));
+    check_one_line_error(r, {path, "missing tensor blk.1.ffn_gate_shexp.weight"});
+    CHECK(r.out.empty());
+  }
 }
