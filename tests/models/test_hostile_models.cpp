@@ -161,6 +161,26 @@ TEST_CASE("the issue's repros on mixtral-tiny-q8_0.gguf: one line, exit 1, never
     check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.token_type[300]", "9"});
     check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.token_type[300]"});
   }
+  {  // token 300 typed byte (6), though its text is not <0xHH>: rendered as a NUL byte before
+    std::string bytes = original;
+    put(bytes, value_at(bytes, "tokenizer.ggml.token_type") + 4 + 8 + 300 * 4, int32_t{6});
+    const std::string path = dir.file("byte-type.gguf");
+    test::spit(path, bytes);
+    check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.token_type[300]", "<0xHH>"});
+    check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.tokens[300]"});
+  }
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    CAPTURE(bad);  // score of token 300 (f32 array): accepted before, changing the SentencePiece merges
+    std::string bytes = original;
+    const size_t arr = value_at(bytes, "tokenizer.ggml.scores");
+    const uint32_t f32_id = 6;  // array<float32>
+    REQUIRE(std::memcmp(bytes.data() + arr, &f32_id, 4) == 0);
+    put(bytes, arr + 4 + 8 + 300 * 4, bad);
+    const std::string path = dir.file("scores.gguf");
+    test::spit(path, bytes);
+    check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.scores[300]"});
+    check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.scores[300]"});
+  }
 }
 
 TEST_CASE("tokenizer keys outside the vocabulary or the token-type enum: run and inspect exit 1 naming the key") {
