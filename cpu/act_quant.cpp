@@ -2,8 +2,10 @@
 #include "cpu/act_quant.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/half.hpp"
 #include "cpu/dequant.hpp"
@@ -11,10 +13,26 @@
 namespace moetier::cpu {
 namespace {
 
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Whether x [n] holds only finite values: one pass over the exponent bits (vectorisable, no branches).
+// ggml's quantisers drop non-finite values silently (max(amax, |NaN|) keeps amax; an all-NaN block gets
+// d = 0, so every dot product with it is 0 and the logits come out finite and wrong). A row with a NaN or
+// inf is therefore quantised to blocks whose scales d (and Q8_1's s) are NaN and whose quants are 0, so
+// that every output of that token is NaN and Model::forward's finite check stops the run. Finite rows are
+// quantised exactly as ggml quantises them.
+bool all_finite(const float* x, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t e = std::bit_cast<uint32_t>(x[i]) & 0x7f800000u;
+    bad |= static_cast<uint32_t>(e == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
 // Round half to even (the default MXCSR mode that _mm256_round_ps(_MM_ROUND_NEAREST) uses), then the
-// int32 -> int8 saturation of _mm256_packs_*.
-// NaN (from a non-finite activation, which the run reports afterwards) gives -128 as on x86, where
-// cvtps2dq returns INT32_MIN and the packs saturate it; casting NaN to an integer would be undefined.
+// int32 -> int8 saturation of _mm256_packs_*. (Never sees NaN: rows with one are poisoned instead; NaN
+// would give -128 here, as cvtps2dq's INT32_MIN saturated by the packs on x86.)
 int8_t round_even_sat8(float v) {
   const float r = std::nearbyint(v);
   if (!(r >= -128.0f)) return -128;
@@ -34,10 +52,24 @@ float q8_block(const float* x, int8_t* q) {
 }  // namespace
 
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  if (!all_finite(x, n)) {
+    for (int64_t i = 0; i < n / kQK8_0; ++i) {
+      y[i].d = f32_to_fp16(kNaN);
+      std::memset(y[i].qs, 0, sizeof y[i].qs);
+    }
+    return;
+  }
   for (int64_t i = 0; i < n / kQK8_0; ++i, x += kQK8_0) y[i].d = f32_to_fp16(q8_block(x, y[i].qs));
 }
 
 void quantize_row_q8_1(const float* x, BlockQ8_1* y, int64_t n) {
+  if (!all_finite(x, n)) {
+    for (int64_t i = 0; i < n / kQK8_1; ++i) {
+      y[i].d = y[i].s = f32_to_fp16(kNaN);
+      std::memset(y[i].qs, 0, sizeof y[i].qs);
+    }
+    return;
+  }
   for (int64_t i = 0; i < n / kQK8_1; ++i, x += kQK8_1) {
     const float d = q8_block(x, y[i].qs);
     int sum = 0;
@@ -48,6 +80,13 @@ void quantize_row_q8_1(const float* x, BlockQ8_1* y, int64_t n) {
 }
 
 void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
+  if (!all_finite(x, n)) {
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      y[i].d = kNaN;
+    }
+    return;
+  }
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < kQK_K; ++j) {

@@ -1,5 +1,7 @@
 // Activation quantisation: f32 activation rows -> the vec_dot_type a weight format multiplies with
-// (ggml's type_traits_cpu[type].vec_dot_type), computed exactly as ggml does on an x86 AVX2/AVX-512 CPU.
+// (ggml's type_traits_cpu[type].vec_dot_type), computed exactly as ggml does on an x86 AVX2/AVX-512 CPU
+// for finite rows. Unlike ggml, a row holding a NaN or inf becomes blocks with NaN scales (d, and s for
+// Q8_1) and zero quants, so every dot product with it is NaN instead of a silently finite value.
 #pragma once
 
 #include <cstdint>

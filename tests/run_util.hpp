@@ -75,7 +75,7 @@ inline RunResult run_moetier(const TempDir& dir, const std::vector<std::string>&
   std::string cmd;
   for (const auto& e : env) cmd += e + " ";  // NAME=value, quoted by the caller where needed
   cmd += shell_quote(bin);
-  for (const auto& a : args) cmd += " " + shell_quote(a);
+  for (const auto& a : args) cmd.append(" ").append(shell_quote(a));  // (" " + s: g++ 12 -Wrestrict false positive)
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
   cmd += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
   const int rc = std::system(cmd.c_str());

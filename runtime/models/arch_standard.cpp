@@ -26,9 +26,15 @@ class StandardModel final : public Model {
       L.wk = weight_2d(g, name(il, "attn_k"), nk, n_embd);
       L.wv = weight_2d(g, name(il, "attn_v"), nv, n_embd);
       L.wo = weight_2d(g, name(il, "attn_output"), n_embd, hp_.n_head * dv);
-      L.bq = optional_vector_f32(g, bias(il, "attn_q"), nq);
-      L.bk = optional_vector_f32(g, bias(il, "attn_k"), nk);
-      L.bv = optional_vector_f32(g, bias(il, "attn_v"), nv);
+      if (hp_.arch == Arch::Qwen2Moe) {  // llama.cpp requires qwen2moe's Q/K/V biases
+        L.bq = vector_f32(g, bias(il, "attn_q"), nq);
+        L.bk = vector_f32(g, bias(il, "attn_k"), nk);
+        L.bv = vector_f32(g, bias(il, "attn_v"), nv);
+      } else {
+        L.bq = optional_vector_f32(g, bias(il, "attn_q"), nq);
+        L.bk = optional_vector_f32(g, bias(il, "attn_k"), nk);
+        L.bv = optional_vector_f32(g, bias(il, "attn_v"), nv);
+      }
       if (hp_.arch == Arch::Qwen3Moe) {
         L.q_norm = vector_f32(g, name(il, "attn_q_norm"), dk);
         L.k_norm = vector_f32(g, name(il, "attn_k_norm"), dk);

@@ -97,15 +97,26 @@ std::string context_length(const HparamsView& v) {
   return format("{} is {} (expected 1..{})", v.key("context_length"), n, INT32_MAX);
 }
 
+/// x finite and in (lo, hi] (lo_open) or [lo, hi]; `why` says what a value out of range does.
+std::string in_range(const HparamsView& v, std::string_view k, float x, double lo, bool lo_open, double hi,
+                     const char* why) {
+  if (std::isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi) return {};
+  return format("{} is {} (expected a finite number in {}{}, {}]; {})", v.key(k), x, lo_open ? "(" : "[", lo, hi, why);
+}
+
 std::string rms_eps(const HparamsView& v) {
-  return finite_positive(v, "attention.layer_norm_rms_epsilon", v.hp.rms_eps);
+  // Real models use 1e-6..1e-5; an epsilon like 1e38 scales every normalised row to ~0 (all logits 0).
+  return in_range(v, "attention.layer_norm_rms_epsilon", v.hp.rms_eps, 0, true, 1,
+                  "larger values flatten every normalised row to ~0");
 }
 
 std::string rope_freq_base(const HparamsView& v) { return finite_positive(v, "rope.freq_base", v.hp.rope_freq_base); }
 
 std::string rope_scaling(const HparamsView& v) {
-  if (const auto f = v.md.get_float(v.key("rope.scaling.factor")); f && !(std::isfinite(*f) && *f >= 0))
-    return format("{} is {} (expected a finite number >= 0; 0: no scaling)", v.key("rope.scaling.factor"), *f);
+  // Real models scale the context by up to ~64; 1e6 keeps the frequency scale far from underflowing to 0.
+  if (const auto f = v.md.get_float(v.key("rope.scaling.factor")); f && !(std::isfinite(*f) && *f >= 0 && *f <= 1e6))
+    return format("{} is {} (expected a finite number in [0, 1e6]; 0: no scaling)", v.key("rope.scaling.factor"),
+                  static_cast<float>(*f));
   if (std::isfinite(v.hp.rope_freq_scale) && v.hp.rope_freq_scale > 0) return {};
   return format("{} gives the frequency scale {} (expected a finite number > 0)", v.key("rope.scaling.factor"),
                 v.hp.rope_freq_scale);
@@ -117,14 +128,19 @@ std::string yarn(const HparamsView& v) {
   if (hp.yarn_orig_ctx < 1 || hp.yarn_orig_ctx > INT32_MAX)
     return format("{} is {} (expected 1..{})", named(v, "rope.scaling.original_context_length", "context_length"),
                   hp.yarn_orig_ctx, INT32_MAX);
-  if (!std::isfinite(hp.yarn_log_mul))
-    return format("{} is {} (expected a finite number)", v.key("rope.scaling.yarn_log_multiplier"), hp.yarn_log_mul);
+  // DeepSeek's is 0.1 x mscale_all_dim (~0.07-0.1); the attention scale grows with its square.
+  if (std::string e = in_range(v, "rope.scaling.yarn_log_multiplier", hp.yarn_log_mul, 0, false, 10,
+                               "the attention scale grows with its square");
+      !e.empty())
+    return e;
   if (std::string e = finite_positive(v, "rope.scaling.yarn_beta_fast", hp.yarn_beta_fast); !e.empty()) return e;
   return finite_positive(v, "rope.scaling.yarn_beta_slow", hp.yarn_beta_slow);
 }
 
 std::string expert_weights_scale(const HparamsView& v) {
-  return finite_positive(v, "expert_weights_scale", v.hp.expert_weights_scale);
+  // Real models use 1..2.8; 1e38 overflows the expert sum, and the next norm turns it into ~0.
+  return in_range(v, "expert_weights_scale", v.hp.expert_weights_scale, 0, true, 1000,
+                  "larger values overflow the expert sum");
 }
 
 std::string head_dims(const HparamsView& v) {
@@ -425,11 +441,11 @@ std::string shared_ffn_length(const HparamsView& v) {
 const HparamRule kRules[] = {
     // Numbers read from metadata alone.
     {"context_length", "context_length in 1..2^31-1", context_length},
-    {"rms_eps", "attention.layer_norm_rms_epsilon finite and > 0", rms_eps},
+    {"rms_eps", "attention.layer_norm_rms_epsilon finite, in (0, 1]", rms_eps},
     {"rope_freq_base", "rope.freq_base finite and > 0", rope_freq_base},
-    {"rope_scaling", "rope.scaling.factor finite and >= 0; the frequency scale it gives finite and > 0", rope_scaling},
-    {"yarn", "YaRN: original_context_length in 1..2^31-1, yarn_log_multiplier finite, beta_fast / beta_slow finite and > 0", yarn},
-    {"expert_weights_scale", "expert_weights_scale finite and > 0", expert_weights_scale},
+    {"rope_scaling", "rope.scaling.factor finite, in [0, 1e6]; the frequency scale it gives finite and > 0", rope_scaling},
+    {"yarn", "YaRN: original_context_length in 1..2^31-1, yarn_log_multiplier finite, in [0, 10], beta_fast / beta_slow finite and > 0", yarn},
+    {"expert_weights_scale", "expert_weights_scale finite, in (0, 1000]", expert_weights_scale},
     // Dimensions among themselves.
     {"head_dims", "per-head key and value widths >= 1", head_dims},
     {"head_count_kv", "head_count_kv >= 1 and divides head_count", head_count_kv},

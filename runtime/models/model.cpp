@@ -155,7 +155,12 @@ void Model::load_common() {
     } else {
       fail("{}: missing tensor {} (routed experts of layer {})", g.path(), blk(il, "ffn_gate_exps"), il);
     }
-    if (g.find(blk(il, "ffn_gate_shexp"))) {
+    // deepseek2 with expert_shared_count > 0 and qwen2moe (llama.cpp loads its shared expert
+    // unconditionally) must have the shared expert: require() names the file and a missing tensor instead
+    // of silently running without it. Other architectures use one when the file has it.
+    const bool shared_required =
+        (hp_.arch == Arch::Deepseek2 && hp_.n_expert_shared > 0) || hp_.arch == Arch::Qwen2Moe;
+    if (shared_required || g.find(blk(il, "ffn_gate_shexp"))) {
       const gguf::TensorInfo& t = g.require(blk(il, "ffn_gate_shexp"));
       const int64_t n_sh = t.shape.size() == 2 ? t.shape[0] : hp_.n_ff_shexp;
       M.has_shared = true;
@@ -168,6 +173,8 @@ void Model::load_common() {
         const float* v = vector_f32(g, sg->name, n_embd);
         M.shared_gate = Weight{GgmlType::F32, reinterpret_cast<const std::byte*>(v), 1, n_embd,
                                ggml_row_bytes(GgmlType::F32, n_embd)};
+      } else if (hp_.arch == Arch::Qwen2Moe) {
+        M.shared_gate = weight_2d(g, blk(il, "ffn_gate_inp_shexp"), 1, n_embd);
       } else {
         M.shared_gate = optional_weight_2d(g, blk(il, "ffn_gate_inp_shexp"), 1, n_embd);
       }

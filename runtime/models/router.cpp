@@ -82,6 +82,12 @@ void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, flo
   }
   if (cfg.weights_scale != 1.0f)
     for (int64_t k = 0; k < cfg.n_used; ++k) weights[k] *= cfg.weights_scale;
+  // A NaN / inf router logit of an expert that was not selected would otherwise vanish here (top_k never
+  // prefers NaN, and sigmoid / selected-softmax weights ignore the others): make the token's weights NaN so
+  // that its FFN output, and finally its logits, are non-finite and the run stops.
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) finite &= std::isfinite(logits[i]);
+  if (!finite) std::fill(weights, weights + cfg.n_used, std::numeric_limits<float>::quiet_NaN());
 }
 
 }  // namespace moetier::models

@@ -32,6 +32,8 @@ struct RouterConfig {
 /// the others masked; top-k over the selection; weights = the UNBIASED probs of the chosen experts,
 /// divided by their sum (clamped below at 6.1035e-5, as llama.cpp) if norm_topk, times weights_scale.
 /// SoftmaxWeight (gpt-oss): top-k over the logits, weights = softmax of the chosen logits.
+/// A NaN / inf among the n_expert logits (chosen or not) makes every weight NaN (ids stay valid), so
+/// that non-finite router inputs always reach the token's output instead of vanishing in the selection.
 void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, float* weights, float* scratch);
 
 /// The unbiased gate probabilities llama.cpp names ffn_moe_probs: probs [n_expert] (written).

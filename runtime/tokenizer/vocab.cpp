@@ -2,6 +2,7 @@
 #include "runtime/tokenizer/vocab.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <memory_resource>
 #include <set>
 #include <unordered_map>
@@ -70,6 +71,29 @@ const std::initializer_list<std::string_view> kHarmonyUserTexts = {"<|channel|>"
 
 }  // namespace
 
+namespace {
+
+bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'); }
+
+/// "<0xHH>": the only text a byte token (type 6) may have; its piece is the byte HH.
+bool is_byte_token_text(std::string_view t) {
+  return t.size() == 6 && t.substr(0, 3) == "<0x" && is_hex_digit(t[3]) && is_hex_digit(t[4]) && t[5] == '>';
+}
+
+/// At most 24 bytes of `t`, printable ASCII kept and every other byte written \xHH (one line).
+std::string printable(std::string_view t) {
+  std::string out;
+  for (size_t i = 0; i < t.size() && i < 24; ++i) {
+    const auto c = static_cast<unsigned char>(t[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') out.push_back(static_cast<char>(c));
+    else out += fmt::format("\\x{:02X}", c);
+  }
+  if (t.size() > 24) out += "...";
+  return out;
+}
+
+}  // namespace
+
 void check_token_metadata(const gguf::Metadata& md, const std::string& file) {
   const std::vector<std::string>* tokens = md.get_string_array(kKeyTokens);
   if (!tokens) return;
@@ -80,7 +104,17 @@ void check_token_metadata(const gguf::Metadata& md, const std::string& file) {
       if (t < 0 || t > 6)
         fail("{}: {}[{}] is {} (expected 0..6: undefined, normal, unknown, control, user-defined, unused, byte)",
              file, kKeyTypes, i, t);
+      // A byte token's piece is the byte its text names; any other text rendered as a NUL byte.
+      if (t == 6 && i < tokens->size() && !is_byte_token_text((*tokens)[i]))
+        fail("{}: {}[{}] is 6 (byte) but {}[{}] is \"{}\" (a byte token's text must be <0xHH>)", file, kKeyTypes, i,
+             kKeyTokens, i, printable((*tokens)[i]));
     }
+  }
+  // Scores steer SentencePiece merges: NaN / inf would silently change the tokenisation.
+  if (auto scores = md.get_float_array(kKeyScores)) {
+    for (size_t i = 0; i < scores->size(); ++i)
+      if (!std::isfinite((*scores)[i]))
+        fail("{}: {}[{}] is {} (expected a finite number)", file, kKeyScores, i, static_cast<float>((*scores)[i]));
   }
   for (const std::string_view key : kSpecialIdKeys) {
     const auto id = md.get_int(key);

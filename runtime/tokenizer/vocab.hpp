@@ -44,8 +44,9 @@ struct SpecialTokens {
 };
 
 /// The checks of the tokenizer keys that hold for any reader, including `inspect` (which does not build a
-/// Vocab): every tokenizer.ggml.token_type in 0..6 and every special-token id key (bos, eos, eot, eom, unk,
-/// sep, pad, mask, fim_*) inside the vocabulary of tokenizer.ggml.tokens. Throws Error "FILE: KEY ...".
+/// Vocab): every tokenizer.ggml.token_type in 0..6, the text of every byte token (type 6) "<0xHH>", every
+/// tokenizer.ggml.scores value finite, and every special-token id key (bos, eos, eot, eom, unk, sep, pad,
+/// mask, fim_*) inside the vocabulary of tokenizer.ggml.tokens. Throws Error "FILE: KEY[INDEX] ...".
 /// Does nothing when the file has no tokenizer.ggml.tokens.
 void check_token_metadata(const gguf::Metadata& md, const std::string& file);
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "common/half.hpp"
@@ -112,4 +113,39 @@ TEST_CASE("F16 / BF16 activation rounding is round-to-nearest-even") {
   CHECK(std::isinf(y[3]));                // beyond the largest fp16 after rounding
   CHECK(z[2] == 1.0f);                    // bf16 tie to even
   CHECK(std::signbit(y[4]));
+}
+
+TEST_CASE("a NaN / inf anywhere in a row gives NaN scales for every block of it (ggml would drop it)") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const int64_t n = 512;  // 16 Q8_0 / Q8_1 blocks, 2 Q8_K blocks
+  for (float bad : {nan, inf, -inf}) {
+    for (int64_t at : {int64_t{0}, int64_t{300}, n - 1}) {
+      CAPTURE(bad);
+      CAPTURE(at);
+      for (bool all_bad : {false, true}) {  // all-NaN rows used to give d = 0: every dot product 0
+        std::vector<float> x = test::gaussian(n, 9);
+        if (all_bad) std::fill(x.begin(), x.end(), bad);
+        x[static_cast<size_t>(at)] = bad;
+        std::vector<BlockQ8_0> q0(n / 32);
+        std::vector<BlockQ8_1> q1(n / 32);
+        std::vector<BlockQ8_K> qk(n / 256);
+        quantize_row_q8_0(x.data(), q0.data(), n);
+        quantize_row_q8_1(x.data(), q1.data(), n);
+        quantize_row_q8_K(x.data(), qk.data(), n);
+        for (const auto& b : q0) CHECK(std::isnan(fp16_to_f32(b.d)));
+        for (const auto& b : q1) CHECK((std::isnan(fp16_to_f32(b.d)) && std::isnan(fp16_to_f32(b.s))));
+        for (const auto& b : qk) CHECK(std::isnan(b.d));
+      }
+    }
+  }
+  // The largest finite values still quantise normally.
+  std::vector<float> big(256, std::numeric_limits<float>::max());
+  big[1] = -std::numeric_limits<float>::max();
+  BlockQ8_0 b0;
+  BlockQ8_K bk;
+  quantize_row_q8_0(big.data(), &b0, 32);
+  quantize_row_q8_K(big.data(), &bk, 256);
+  CHECK(std::isfinite(bk.d));
+  CHECK(b0.qs[0] == 127);
+  CHECK(b0.qs[1] == -127);
 }

@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "common/error.hpp"
@@ -222,4 +223,39 @@ TEST_CASE("kernel registry: scalar always available, explain names the chosen va
     CHECK(explain_gemv(t, 1, zen4).find(std::string(k->name) + ": chosen") != std::string::npos);
   }
   CHECK(select_gemv(GgmlType::Q4_K, 9, Isa::kAvx512) == nullptr);  // gemm_rows splits batches into <= 8
+}
+
+TEST_CASE("gemm_rows: a NaN / inf activation makes every output of its token non-finite, every ISA and type") {
+  const float bads[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()};
+  for (GgmlType t : kTypes) {
+    const int64_t bs = matmul_block_size(t);
+    const int64_t n_in = bs == 1 ? 64 : bs * 2;
+    for (float bad : bads) {
+      for (bool whole_row : {false, true}) {
+        auto p = make_problem(t, 13, n_in, 3, 17);
+        ActivationBuffer clean_act;
+        quantize_activations(t, p.x.data(), p.n_tokens, p.n_in, clean_act);
+        const auto clean = reference(p, clean_act);
+        // Token 1 gets the bad value in its last element (or everywhere: an all-NaN hidden state used to
+        // quantise to d = 0 and give exactly 0 for every output).
+        float* row = p.x.data() + n_in;
+        if (whole_row) std::fill(row, row + n_in, bad);
+        row[n_in - 1] = bad;
+        ActivationBuffer act;
+        quantize_activations(t, p.x.data(), p.n_tokens, p.n_in, act);
+        for (Isa isa : runnable_isas()) {
+          std::vector<float> y(clean.size(), 0.0f);
+          gemm_rows_isa(isa, t, p.w.data(), p.n_in, act, y.data(), p.n_out, 0, p.n_out);
+          INFO(ggml_type_name(t), " ", isa_name(isa), " bad ", bad, " whole row ", whole_row);
+          int finite_in_bad_token = 0;
+          for (int64_t o = 0; o < p.n_out; ++o) finite_in_bad_token += std::isfinite(y[p.n_out + o]);
+          CHECK(finite_in_bad_token == 0);
+          // The other tokens are untouched, bit for bit.
+          for (int64_t tok : {0, 2})
+            for (int64_t o = 0; o < p.n_out; ++o)
+              CHECK(std::bit_cast<uint32_t>(y[tok * p.n_out + o]) == std::bit_cast<uint32_t>(clean[tok * p.n_out + o]));
+        }
+      }
+    }
+  }
 }

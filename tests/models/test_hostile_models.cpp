@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/half.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/synth/synth_model.hpp"
@@ -131,6 +132,7 @@ TEST_CASE("the issue's repros on mixtral-tiny-q8_0.gguf: one line, exit 1, never
       {"llama.attention.head_count_kv", false, 3},
       {"llama.attention.layer_norm_rms_epsilon", true, nan},
       {"llama.attention.layer_norm_rms_epsilon", true, -1},
+      {"llama.attention.layer_norm_rms_epsilon", true, 1e38},  // all logits 0, exit 0
       {"llama.rope.freq_base", true, nan},
       {"llama.rope.freq_base", true, 0},
       {"tokenizer.ggml.bos_token_id", false, 32000},
@@ -158,6 +160,26 @@ TEST_CASE("the issue's repros on mixtral-tiny-q8_0.gguf: one line, exit 1, never
     test::spit(path, bytes);
     check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.token_type[300]", "9"});
     check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.token_type[300]"});
+  }
+  {  // token 300 typed byte (6), though its text is not <0xHH>: rendered as a NUL byte before
+    std::string bytes = original;
+    put(bytes, value_at(bytes, "tokenizer.ggml.token_type") + 4 + 8 + 300 * 4, int32_t{6});
+    const std::string path = dir.file("byte-type.gguf");
+    test::spit(path, bytes);
+    check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.token_type[300]", "<0xHH>"});
+    check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.tokens[300]"});
+  }
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    CAPTURE(bad);  // score of token 300 (f32 array): accepted before, changing the SentencePiece merges
+    std::string bytes = original;
+    const size_t arr = value_at(bytes, "tokenizer.ggml.scores");
+    const uint32_t f32_id = 6;  // array<float32>
+    REQUIRE(std::memcmp(bytes.data() + arr, &f32_id, 4) == 0);
+    put(bytes, arr + 4 + 8 + 300 * 4, bad);
+    const std::string path = dir.file("scores.gguf");
+    test::spit(path, bytes);
+    check_one_line_error(test::run_moetier(dir, run_args(path)), {path, "tokenizer.ggml.scores[300]"});
+    check_one_line_error(test::run_moetier(dir, {"inspect", path}), {path, "tokenizer.ggml.scores[300]"});
   }
 }
 
@@ -294,5 +316,127 @@ TEST_CASE("Model::forward names the position (and, in debug builds, the layer) o
     FAIL("load_model accepted a NaN score bias");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("blk.2.exp_probs_b.bias") != std::string::npos);
+  }
+}
+
+namespace {
+
+/// `bytes` of GGUF `path` with the first value of `tensor` (of every row when all_rows) set to `value`:
+/// the f32 element of F32 tensors, else the fp16 scale d that F16, Q4_0..Q8_0, Q4_K and Q5_K rows start with.
+std::string poison_first(const std::string& path, const std::string& tensor, float value, bool all_rows) {
+  std::string bytes = test::slurp(path);
+  auto g = gguf::GgufModel::open(path);
+  const gguf::TensorInfo* info = g.find(tensor);
+  REQUIRE_MESSAGE(info != nullptr, "no tensor " << tensor);
+  const uint64_t row_bytes = ggml_row_bytes(info->type, static_cast<uint64_t>(info->row_size()));
+  const int64_t rows = all_rows ? info->n_rows() : 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t at = info->offset + static_cast<uint64_t>(r) * row_bytes;
+    switch (info->type) {
+      case GgmlType::F32: put(bytes, at, value); break;
+      case GgmlType::F16: case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
+      case GgmlType::Q8_0: case GgmlType::Q4_K: case GgmlType::Q5_K: put(bytes, at, f32_to_fp16(value)); break;
+      default: FAIL("poison_first: no scale at the start of a ", ggml_type_name(info->type), " row");
+    }
+  }
+  return bytes;
+}
+
+/// `run` of `path` (text and --json) stops with one line naming the file and non-finite values: no
+/// generated text, empty --json.
+void check_stops_non_finite(TempDir& dir, const std::string& path) {
+  {
+    const RunResult r = test::run_moetier(dir, run_args(path));
+    check_one_line_error(r, {path, "non-finite", "at position"});
+    CHECK(r.out == "Hello world");  // the echoed prompt only
+  }
+  {
+    const RunResult r = test::run_moetier(dir, run_args(path, {"--json"}));
+    check_one_line_error(r, {path, "non-finite"});
+    CHECK(r.out.empty());
+  }
+}
+
+struct PoisonSite {
+  const char* tensor;
+  bool all_rows;  // every expert's first row block (so that a chosen expert is hit), else the first value
+};
+// Router (F32), an fp16 scale of attn_output / attn_q / the experts' gate, ffn_norm (F32): quantised
+// activations dropped NaN (max(amax, NaN) keeps amax; an all-NaN hidden state quantised to d = 0), so these
+// gave exit 0 with tokens [0,0,0,0] or changed tokens.
+const PoisonSite kSites[] = {{"blk.0.ffn_gate_inp.weight", false}, {"blk.0.attn_output.weight", false},
+                             {"blk.0.ffn_norm.weight", false},     {"blk.0.ffn_gate_exps.weight", true},
+                             {"blk.0.attn_q.weight", false}};
+
+}  // namespace
+
+TEST_CASE("NaN / inf in quantised models (Q8_0 / Q4_K scales, router, norms): run stops, prints nothing") {
+  TempDir dir;
+  const float values[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()};
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_K}) {
+    synth::SynthOptions o;
+    o.preset = "tiny-mixtral";
+    o.type = type;
+    o.seed = 5;
+    const synth::SynthModel m = synth::build_synth_model(o);
+    std::string clean_name = "clean-";
+    clean_name += ggml_type_name(type);
+    const std::string clean = dir.file(clean_name + ".gguf");
+    write_model(m, clean);
+    CHECK(test::run_moetier(dir, run_args(clean, {"--json"})).status == 0);  // control
+    for (const PoisonSite& s : kSites)
+      for (float v : values) {
+        const std::string type_name(ggml_type_name(type)), tensor = s.tensor;
+        CAPTURE(type_name);
+        CAPTURE(tensor);
+        CAPTURE(v);
+        const std::string path = dir.file("poisoned.gguf");
+        test::spit(path, poison_first(clean, s.tensor, v, s.all_rows));
+        check_stops_non_finite(dir, path);
+      }
+  }
+}
+
+TEST_CASE("NaN / inf in ../shared's mixtral-tiny-q8_0 (the reviewer's offsets): run stops, prints nothing" *
+          doctest::skip(test::no_shared())) {
+  const std::string src = (test::shared_dir() / "models" / "mixtral-tiny-q8_0.gguf").string();
+  TempDir dir;
+  const float values[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()};
+  for (const PoisonSite& s : kSites)
+    for (float v : values) {
+      const std::string tensor = s.tensor;
+      CAPTURE(tensor);
+      CAPTURE(v);
+      const std::string path = dir.file("poisoned.gguf");
+      test::spit(path, poison_first(src, s.tensor, v, false));  // the first value only, as reported
+      check_stops_non_finite(dir, path);
+    }
+}
+
+TEST_CASE("../shared's deepseek2-tiny-q8_0 without its shared-expert tensors: run exits 1 naming the tensor" *
+          doctest::skip(test::no_shared())) {
+  // Renaming a tensor (same length) drops it from the file without rewriting the layout. The old code ran
+  // without the shared expert, exit 0.
+  const std::string src = (test::shared_dir() / "models" / "deepseek2-tiny-q8_0.gguf").string();
+  const std::string original = test::slurp(src);
+  TempDir dir;
+  const std::vector<std::vector<std::string>> drops = {
+      {"blk.1.ffn_gate_shexp.weight"},
+      {"blk.1.ffn_gate_shexp.weight", "blk.1.ffn_up_shexp.weight", "blk.1.ffn_down_shexp.weight"}};
+  for (const auto& drop : drops) {
+    CAPTURE(drop.size());
+    std::string bytes = original;
+    for (const std::string& name : drop) {
+      const size_t at = bytes.find(name);
+      REQUIRE(at != std::string::npos);
+      REQUIRE(bytes.find(name, at + 1) == std::string::npos);
+      bytes[at + name.find("shexp") + 4] = 'q';  // ..._shexq.weight: not a tensor the model asks for
+    }
+    const std::string path = dir.file("no-shexp.gguf");
+    test::spit(path, bytes);
+    const RunResult r = test::run_moetier(dir, run_args(path));
+    check_one_line_error(r, {path, "missing tensor blk.1.ffn_gate_shexp.weight"});
+    CHECK(r.out.empty());
   }
 }

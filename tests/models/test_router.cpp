@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -337,4 +338,28 @@ TEST_CASE("router_probs: the unbiased gate probabilities") {
   c.gating = Gating::Sigmoid;
   models::router_probs(c, l.data(), p.data());
   for (int i = 0; i < 5; ++i) CHECK(p[i] == doctest::Approx(1.0 / (1.0 + std::exp(-l[i]))).epsilon(1e-6));
+}
+
+TEST_CASE("router: a NaN / inf logit of an expert that is not chosen still makes every weight NaN") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (Gating gating : {Gating::Softmax, Gating::Sigmoid, Gating::SoftmaxWeight}) {
+    for (float bad : {nan, inf, -inf}) {
+      RouterConfig c;
+      c.gating = gating;
+      c.n_expert = 8;
+      c.n_used = 2;
+      c.norm_topk = gating == Gating::Sigmoid;
+      std::vector<float> l = {0.1f, 2.0f, 0.3f, 1.5f, 0.2f, 0.0f, -1.0f, 0.4f};
+      const Route clean = route(c, l);
+      CHECK(clean.ids == std::vector<int32_t>{1, 3});
+      for (double w : clean.weights) CHECK(std::isfinite(w));
+      l[6] = bad;  // never chosen (and -inf would not be chosen either)
+      const Route r = route(c, l);
+      CAPTURE(static_cast<int>(gating));
+      CAPTURE(bad);
+      REQUIRE(r.ids.size() == 2);
+      for (int32_t id : r.ids) CHECK((id >= 0 && id < 8));
+      for (double w : r.weights) CHECK(std::isnan(w));
+    }
+  }
 }

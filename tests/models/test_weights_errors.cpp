@@ -274,3 +274,45 @@ TEST_CASE("load_model rejects every hostile hyper-parameter case in one line nam
     CHECK(max_alloc < kSmallAlloc);
   }
 }
+
+TEST_CASE("a shared expert the architecture has cannot be dropped: its missing tensors are named") {
+  // deepseek2 with expert_shared_count > 0 and qwen2moe (always) ran without the shared expert, exit 0,
+  // when ffn_gate_shexp was missing (and with none of the three).
+  TempDir dir;
+  struct Case {
+    const char* preset;
+    std::vector<std::string> removed;
+    const char* named;  // the tensor the message names
+  };
+  const Case cases[] = {
+      {"tiny-deepseek2", {"blk.1.ffn_gate_shexp.weight"}, "blk.1.ffn_gate_shexp.weight"},
+      {"tiny-deepseek2",
+       {"blk.2.ffn_gate_shexp.weight", "blk.2.ffn_up_shexp.weight", "blk.2.ffn_down_shexp.weight"},
+       "blk.2.ffn_gate_shexp.weight"},
+      {"tiny-deepseek-v2-lite", {"blk.1.ffn_gate_shexp.weight"}, "blk.1.ffn_gate_shexp.weight"},
+      {"tiny-qwen2moe", {"blk.0.ffn_gate_shexp.weight"}, "blk.0.ffn_gate_shexp.weight"},
+      {"tiny-qwen2moe",
+       {"blk.1.ffn_gate_shexp.weight", "blk.1.ffn_up_shexp.weight", "blk.1.ffn_down_shexp.weight",
+        "blk.1.ffn_gate_inp_shexp.weight"},
+       "blk.1.ffn_gate_shexp.weight"},
+      {"tiny-qwen2moe", {"blk.1.ffn_gate_inp_shexp.weight"}, "blk.1.ffn_gate_inp_shexp.weight"},
+      {"tiny-qwen2moe", {"blk.0.attn_q.bias"}, "blk.0.attn_q.bias"},
+      {"tiny-qwen2moe", {"blk.1.attn_v.bias"}, "blk.1.attn_v.bias"},
+  };
+  for (const Case& c : cases) {
+    const std::string preset_name = c.preset, named = c.named;
+    CAPTURE(preset_name);
+    CAPTURE(named);
+    synth::SynthModel m = preset(c.preset);
+    for (const auto& t : c.removed) remove_tensor(m, t);
+    const std::string path = write(dir, m, "no-shexp.gguf");
+    check_msg(load_error(path), {path, c.named, "missing"});
+  }
+  // Control: deepseek2 with expert_shared_count 0 and no shared tensors loads.
+  synth::SynthModel m = preset("tiny-deepseek2");
+  test::set_uint(m, "deepseek2.expert_shared_count", 0);
+  std::erase_if(m.tensors, [](const auto& t) { return t.name.find("_shexp") != std::string::npos; });
+  const std::string path = write(dir, m, "no-shared.gguf");
+  auto g = gguf::GgufModel::open(path);
+  CHECK_NOTHROW((void)models::load_model(g));
+}

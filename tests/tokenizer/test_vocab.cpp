@@ -3,6 +3,8 @@
 // token_to_piece and the streaming detokenizer.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -240,8 +242,54 @@ TEST_CASE("a special-token id outside the vocabulary or a token type outside the
   }
   // Every value of the enum (0 undefined .. 6 byte) is accepted.
   SpmVocab all;
-  for (int t = 0; t <= 6; ++t) all.add("tok" + std::to_string(t), 0.0f, t);
+  for (int t = 0; t <= 5; ++t) all.add("tok" + std::to_string(t), 0.0f, t);
+  all.add("<0xff>", 0.0f, 6);  // lower-case hex is a byte token too
   CHECK_NOTHROW((void)all.tokenizer());
+}
+
+TEST_CASE("non-finite scores and byte tokens whose text is not <0xHH> are rejected by key and index") {
+  // Old behaviour: NaN / inf scores were accepted and changed the SentencePiece merges; a byte token with
+  // any other text rendered as a NUL byte.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  {
+    SpmVocab v;
+    v.add(kSp + "he", -1.0f);
+    v.add(kSp + "hello", -2.0f);
+    CHECK_NOTHROW((void)v.tokenizer());  // control
+    for (const float bad : {nan, inf, -inf}) {
+      for (const size_t at : {size_t{0}, v.scores.size() - 1}) {
+        CAPTURE(bad);
+        CAPTURE(at);
+        SpmVocab w = v;
+        w.scores[at] = bad;
+        const std::string e = error_of(w.metadata());
+        CHECK(e.find(kFile) != std::string::npos);
+        CHECK(e.find("tokenizer.ggml.scores[" + std::to_string(at) + "]") != std::string::npos);
+        CHECK(e.find('\n') == std::string::npos);
+      }
+      SpmVocab all_bad = v;  // every score NaN / inf
+      std::fill(all_bad.scores.begin(), all_bad.scores.end(), bad);
+      CHECK(error_of(all_bad.metadata()).find("tokenizer.ggml.scores[0]") != std::string::npos);
+    }
+  }
+  for (const std::string& text : {std::string("hello"), std::string("<0x4G>"), std::string("<0x41"),
+                                 std::string("<0x041>"), std::string("<0x\n1>"), std::string()}) {
+    CAPTURE(text);
+    SpmVocab v;
+    const int32_t id = v.add(text, 0.0f, 6);
+    const std::string e = error_of(v.metadata());
+    CHECK(e.find(kFile) != std::string::npos);
+    CHECK(e.find("tokenizer.ggml.token_type[" + std::to_string(id) + "]") != std::string::npos);
+    CHECK(e.find("tokenizer.ggml.tokens[" + std::to_string(id) + "]") != std::string::npos);
+    CHECK(e.find('\n') == std::string::npos);
+  }
+  {  // a BPE vocabulary's byte tokens follow the same rule
+    BpeVocab b;
+    b.add("a");
+    b.add("b");
+    b.add("x", 6);
+    CHECK(error_of(b.metadata()).find("tokenizer.ggml.token_type[2]") != std::string::npos);
+  }
 }
 
 TEST_CASE("SPM: space prefix, score-driven merges, byte fallback, BOS") {
