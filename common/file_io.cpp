@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <vector>
 
 #include "common/error.hpp"
@@ -162,6 +163,64 @@ void OutputFile::commit() {
   if (std::rename(temp_.c_str(), target_.c_str()) != 0)
     fail("{}: cannot rename {} onto it: {}", path_, temp_, std::strerror(errno));
   committed_ = true;
+}
+
+namespace {
+
+/// What identifies a file: (device, inode) when it exists, else its canonical path.
+struct FileIdentity {
+  bool exists = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  std::string canonical;
+  bool operator==(const FileIdentity& o) const {
+    if (exists && o.exists) return dev == o.dev && ino == o.ino;
+    return !exists && !o.exists && canonical == o.canonical;
+  }
+};
+
+FileIdentity identity_of(const std::string& path) {
+  FileIdentity id;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    id.exists = true;
+    id.dev = st.st_dev;
+    id.ino = st.st_ino;
+    return id;
+  }
+  std::error_code ec;
+  const auto c = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  id.canonical = ec ? path : c.lexically_normal().string();
+  return id;
+}
+
+}  // namespace
+
+void check_distinct_files(const std::vector<NamedFile>& inputs, const std::vector<NamedFile>& outputs) {
+  std::vector<FileIdentity> in_ids, out_ids;
+  for (const auto& f : inputs) in_ids.push_back(f.path.empty() ? FileIdentity{} : identity_of(f.path));
+  for (const auto& f : outputs) out_ids.push_back(f.path.empty() ? FileIdentity{} : identity_of(f.path));
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    if (outputs[o].path.empty()) continue;
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (!inputs[i].path.empty() && out_ids[o] == in_ids[i])
+        fail("{} {} names the same file as {} {}: an output must not replace an input", outputs[o].option,
+             outputs[o].path, inputs[i].option, inputs[i].path);
+    for (size_t p = 0; p < o; ++p)
+      if (!outputs[p].path.empty() && out_ids[o] == out_ids[p])
+        fail("{} {} names the same file as {} {}: two outputs cannot share a file", outputs[o].option,
+             outputs[o].path, outputs[p].option, outputs[p].path);
+  }
+}
+
+std::vector<std::string> model_part_paths(const std::string& path) {
+  static const std::regex split(R"((.*)-(\d{5})-of-(\d{5})\.gguf)");
+  std::smatch m;
+  if (!std::regex_match(path, m, split)) return {path};
+  const int n = std::stoi(m[3].str());
+  std::vector<std::string> parts;
+  for (int i = 1; i <= n; ++i) parts.push_back(fmt::format("{}-{:05d}-of-{}.gguf", m[1].str(), i, m[3].str()));
+  return parts;
 }
 
 void write_output_file(const std::string& path, std::string_view bytes, std::string_view what) {

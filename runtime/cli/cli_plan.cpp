@@ -146,6 +146,11 @@ void register_plan(CLI::App& app) {
     if (!a->tiers.save_plan.empty()) check_output_file(a->tiers.save_plan, "placement plan (--save-plan)");
     if (!a->tiers.plan.empty()) check_input_file(a->tiers.plan, "placement plan (--plan)");
     if (!a->tiers.trace.empty()) check_input_file(a->tiers.trace, "routing trace (--trace)");
+    std::vector<NamedFile> inputs;
+    for (const auto& part : model_part_paths(a->model)) inputs.push_back({"-m", part});
+    inputs.push_back({"--plan", a->tiers.plan});
+    inputs.push_back({"--trace", a->tiers.trace});
+    check_distinct_files(inputs, {{"-o", a->out}, {"--save-plan", a->tiers.save_plan}});
     plan(*a);
   });
 }

@@ -56,6 +56,16 @@ void run(const RunOptions& o) {
   if (!o.tiers.save_plan.empty()) check_output_file(o.tiers.save_plan, "placement plan (--save-plan)");
   if (!o.tiers.plan.empty()) check_input_file(o.tiers.plan, "placement plan (--plan)");
   if (!o.tiers.trace.empty()) check_input_file(o.tiers.trace, "routing trace (--trace)");
+  {
+    std::vector<NamedFile> inputs;
+    for (const auto& part : model_part_paths(o.model)) inputs.push_back({"-m", part});
+    inputs.push_back({"-f", o.prompt_file});
+    inputs.push_back({"--plan", o.tiers.plan});
+    inputs.push_back({"--trace", o.tiers.trace});
+    check_distinct_files(inputs, {{"--dump-logits", o.dump_logits},
+                                  {"--record-routing", o.record_routing},
+                                  {"--save-plan", o.tiers.save_plan}});
+  }
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling.temperature = o.temp;

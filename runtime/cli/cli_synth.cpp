@@ -79,6 +79,7 @@ void register_synth(CLI::App& app) {
     if (a->preset.empty()) fail("synth: --preset is required (--list-presets shows them)");
     const auto type = ggml_type_from_name(a->type);
     if (!type) fail("synth: unknown type {}", a->type);
+    if (!a->dry_run) check_distinct_files({{"--vocab-from", a->vocab_from}}, {{"-o", a->out}});
     const synth::SynthModel m = synth::build_synth_model({a->preset, *type, a->vocab_from, a->seed});
     if (a->dry_run) {
       const gguf::Metadata md = m.metadata_map();

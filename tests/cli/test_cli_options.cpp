@@ -173,6 +173,51 @@ TEST_CASE("outputs: a FIFO or a folder is refused and left as it was; a regular 
   }
 }
 
+TEST_CASE("an output naming an input or another output is refused before anything is written") {
+  TempDir dir;
+  const std::string model_bytes = slurp(tiny_model());
+  const std::string m = dir.file("m.gguf"), prompt = dir.file("prompt.txt"), plan = dir.file("plan.json"),
+                    trace = dir.file("trace.jsonl"), link = dir.file("link.gguf"), fresh = dir.file("x.bin");
+  const std::string fresh_again = dir.file(".") + "/x.bin";  // same absent file, spelled differently
+  struct Case {
+    std::vector<std::string> args;
+    std::string out_option, in_option;
+  };
+  const std::vector<Case> cases = {
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", m}, "--dump-logits", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--record-routing", m}, "--record-routing", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", link}, "--dump-logits", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--ram-budget", "100MiB", "--save-plan", m}, "--save-plan", "-m"},
+      {{"run", "-m", m, "-f", prompt, "-n", "1", "--dump-logits", prompt}, "--dump-logits", "-f"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--plan", plan, "--save-plan", plan}, "--save-plan", "--plan"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--ram-budget", "100MiB", "--trace", trace, "--save-plan", trace},
+       "--save-plan", "--trace"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", fresh, "--record-routing", fresh_again},
+       "--record-routing", "--dump-logits"},
+      {{"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "-o", m}, "-o", "-m"},
+      {{"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "--trace", trace, "-o", trace}, "-o", "--trace"},
+      {{"synth", "--preset", "tiny-qwen3moe", "--vocab-from", m, "-o", m}, "-o", "--vocab-from"},
+  };
+  for (const Case& c : cases) {
+    const std::string cmd = joined(c.args);
+    CAPTURE(cmd);
+    spit(m, model_bytes);
+    spit(prompt, "hello");
+    spit(plan, "{}");
+    spit(trace, "{\"layer\":0,\"pos\":0,\"experts\":[1,2,3,4],\"weights\":[0.25,0.25,0.25,0.25]}\n");
+    std::filesystem::remove(link);
+    std::filesystem::create_symlink(m, link);
+    std::filesystem::remove(fresh);
+    const RunResult r = run_timed(dir, c.args);
+    check_one_line_error(r, {c.out_option + " ", c.in_option + " ", "same file"});
+    CHECK(r.out.empty());
+    CHECK(slurp(m) == model_bytes);
+    CHECK(slurp(prompt) == "hello");
+    CHECK(slurp(plan) == "{}");
+    CHECK(!std::filesystem::exists(fresh));
+  }
+}
+
 TEST_CASE("a write error on stdout (full disk) is exit 1 with one line, for every command that prints") {
   if (!std::filesystem::exists("/dev/full")) {
     MESSAGE("no /dev/full on this machine: nothing to check");
