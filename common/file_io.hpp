@@ -9,6 +9,10 @@
 // - outputs must be absent or regular files (a symbolic link is followed to its target, which stays a
 //   link); anything else is refused. The bytes go to "<dir>/.<name>.moetier-XXXXXX" in the target's
 //   folder, which is renamed onto the target on commit (same file system, so the rename is atomic).
+// - while it is open, the temporary is registered for removal when SIGINT, SIGTERM or SIGHUP ends the
+//   process: the first OutputFile installs handlers (for those signals still at their default action)
+//   that unlink the registered temporaries and re-raise the signal with its default action, so the exit
+//   status stays 128 + N. The registry is a fixed array the handler reads without allocating or locking.
 #pragma once
 
 #include <sys/types.h>
@@ -75,6 +79,7 @@ class OutputFile {
  private:
   std::string path_, what_, target_, temp_;
   std::FILE* file_ = nullptr;
+  int temp_slot_ = -1;  // slot in the signal-cleanup registry (file_io.cpp), -1: not registered
   bool committed_ = false;
 };
 

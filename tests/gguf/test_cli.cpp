@@ -3,7 +3,13 @@
 // schema moetier.inspect/1), and every failure is one line "moetier: error: ..." on stderr with exit
 // status 1: usage errors (--help exits 0) and a write error on stdout included.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdlib>
 #include <filesystem>
@@ -295,4 +301,68 @@ TEST_CASE("synth -o: a symbolic link keeps pointing at the replaced model; an in
   CHECK(slurp(target) == before);
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no temporaries left behind
     CHECK(e.path().filename().string().find(".moetier-") == std::string::npos);
+}
+
+namespace {
+
+/// Names in `dir` that look like OutputFile temporaries of `name` (".NAME.moetier-XXXXXX").
+std::vector<std::string> temporaries_of(const std::filesystem::path& dir, const std::string& name) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind("." + name + ".moetier-", 0) == 0) found.push_back(e.path().filename().string());
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("synth -o interrupted by a signal removes its temporary and dies of that signal" *
+          doctest::skip(test::no_shared())) {
+  const char* bin = std::getenv("MOETIER_BIN");
+  REQUIRE(bin != nullptr);
+  const std::string vocab = (test::shared_dir() / "models" / "qwen3moe-tiny-q8_0.gguf").string();
+  int interrupted = 0;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    CAPTURE(sig);
+    for (int attempt = 0; attempt < 3; ++attempt) {  // a write that finishes before the signal proves nothing: again
+      test::TempDir dir("cli-signal");
+      const std::string out = (dir.path() / "big.gguf").string();
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        const int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 0);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+        ::execl(bin, bin, "synth", "--preset", "tiny-mixtral", "--vocab-from", vocab.c_str(), "-o", out.c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      // Poll until the temporary appears (the model is being written), then send the signal.
+      bool seen = false;
+      int status = 0;
+      bool exited = false;
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!seen && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+          exited = true;
+          break;
+        }
+        seen = !temporaries_of(dir.path(), "big.gguf").empty();
+        if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (!exited) {
+        ::kill(pid, sig);
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+      }
+      REQUIRE(seen);
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;  // finished first
+      CHECK(WIFSIGNALED(status));
+      CHECK(WTERMSIG(status) == sig);  // the default action: exit status 128 + N in a shell
+      CHECK(temporaries_of(dir.path(), "big.gguf").empty());
+      CHECK(!std::filesystem::exists(out));
+      ++interrupted;
+      break;
+    }
+  }
+  CHECK(interrupted == 3);
 }
