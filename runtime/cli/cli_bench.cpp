@@ -187,7 +187,7 @@ void bench(const BenchArgs& a) {
                             {"roofline_tokens_per_s", roofline_tps}, {"ratio_to_roofline", ratio.mean},
                             {"ratio_to_roofline_std", ratio.std}, {"ratio_to_roofline_per_rep", rep_ratio},
                             {"read_bandwidth_gbps_per_rep", rep_bw}});
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("| %-28s | %10s | %8s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads", "t/s");

@@ -102,7 +102,7 @@ void plan(PlanArgs& a) {
     j["predicted"] = {{"dram_bytes_per_token", dram_bytes}, {"nvme_bytes_per_token", disk_bytes},
                       {"cache_hit_rate", hit_rate}, {"dram_gbps", a.dram_gbps}, {"nvme_gbps", a.nvme_gbps},
                       {"decode_tokens_per_s", tps}};
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("model:            %s (%s, %lld layers, %lld experts, top-%lld)\n", a.model.c_str(), hp.arch_str.c_str(),

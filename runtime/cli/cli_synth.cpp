@@ -89,7 +89,8 @@ void register_synth(CLI::App& app) {
       in.metadata = &md;
       in.tensors = &tensors;
       const auto report = inspect_report(in);
-      const std::string text = a->json ? report.dump(2) + "\n" : inspect_text(report);
+      const std::string text =
+          a->json ? report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n" : inspect_text(report);
       std::fwrite(text.data(), 1, text.size(), stdout);
       return;
     }

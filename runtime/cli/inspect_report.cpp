@@ -157,7 +157,7 @@ std::string kv(const Json& h, const char* key) {
   const Json& v = h[key];
   if (v.is_number_float()) return fmt::format("{:g}", v.get<double>());
   if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace

@@ -366,3 +366,43 @@ TEST_CASE("synth -o interrupted by a signal removes its temporary and dies of th
   }
   CHECK(interrupted == 3);
 }
+
+TEST_CASE("JSON outputs replace invalid UTF-8 from paths and metadata with U+FFFD instead of failing") {
+  test::TempDir dir("cli-utf8");
+  const std::string bad = "m\xff\xfe";
+  const std::string model = dir.file(bad + ".gguf");
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-qwen3moe", "-o", model}).status == 0);
+  const std::string replacement = "\xef\xbf\xbd";  // U+FFFD
+  {
+    const RunResult r = run(dir, {"inspect", model, "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(r.out)["file"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  {
+    const RunResult r = run(dir, {"bench", "-m", model, "-p", "0", "-n", "1", "-r", "1", "--no-roofline", "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(r.out)["model"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  {
+    const std::string plan = dir.file("plan.json");
+    const RunResult r = run(dir, {"plan", "-m", model, "--ram-budget", "100MiB", "--dram-gbps", "1", "-o", plan});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(slurp(plan))["model"]["file"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  // Strings from the file: general.name and general.architecture with bytes that are not UTF-8.
+  gguf::GgufWriter w;
+  w.set_string("general.architecture", "mam\xff" "ba");
+  w.set_string("general.name", "na\xc3me");
+  w.add_tensor("token_embd.weight", GgmlType::F32, {10, 8});
+  const std::string path = dir.file("bad-strings.gguf");
+  w.write(path, test::pattern_fill);
+  const RunResult r = run(dir, {"inspect", path, "--json"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["architecture"] == "mam" + replacement + "ba");
+  CHECK(r.out.find("na" + replacement + "me") != std::string::npos);
+}
