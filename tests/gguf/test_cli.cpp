@@ -406,3 +406,65 @@ TEST_CASE("JSON outputs replace invalid UTF-8 from paths and metadata with U+FFF
   CHECK(j["architecture"] == "mam" + replacement + "ba");
   CHECK(r.out.find("na" + replacement + "me") != std::string::npos);
 }
+
+TEST_CASE("control characters from a file are escaped: errors stay one line, inspect prints no escapes") {
+  test::TempDir dir("cli-ctrl");
+  const std::string evil = "\n\x1b[2J";
+  const auto no_controls = [](const std::string& text) {  // apart from the line ends
+    return std::none_of(text.begin(), text.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return (u < 0x20 && u != '\n') || u == 0x7f;
+    });
+  };
+  // general.architecture and general.name: inspect's text report and run's error.
+  {
+    gguf::GgufWriter w;
+    w.set_string("general.architecture", "mam" + evil + "ba");
+    w.set_string("general.name", "na" + evil + "me");
+    w.add_tensor("token_embd.weight", GgmlType::F32, {10, 8});
+    const std::string path = dir.file("arch.gguf");
+    w.write(path, test::pattern_fill);
+    const RunResult r = run(dir, {"inspect", path});
+    REQUIRE(r.status == 0);
+    CHECK(no_controls(r.out));
+    CHECK(r.out.find("mam\\n\\x1b[2Jba") != std::string::npos);
+    CHECK(r.out.find("na\\n\\x1b[2Jme") != std::string::npos);
+    const RunResult e = run(dir, {"run", "-m", path, "-p", "hi", "-n", "1"});
+    check_one_line_error(e, {"mam\\n\\x1b[2Jba"});
+    CHECK(no_controls(e.err));
+  }
+  // A tensor name (two equal names: the reader names the duplicate).
+  {
+    gguf::GgufWriter w;
+    w.set_string("general.architecture", "mamba");
+    w.add_tensor("t" + evil + "a", GgmlType::F32, {4});
+    w.add_tensor("t" + evil + "b", GgmlType::F32, {4});
+    const std::string path = dir.file("tensor.gguf");
+    w.write(path, test::pattern_fill);
+    std::string bytes = slurp(path);
+    const size_t at = bytes.find("t" + evil + "b");
+    REQUIRE(at != std::string::npos);
+    bytes[at + 1 + evil.size()] = 'a';
+    std::ofstream(path, std::ios::binary) << bytes;
+    for (const auto& args : std::vector<std::vector<std::string>>{{"inspect", path}, {"run", "-m", path, "-p", "hi"}}) {
+      const RunResult e = run(dir, args);
+      check_one_line_error(e, {"t\\n\\x1b[2Ja"});
+      CHECK(no_controls(e.err));
+    }
+  }
+  // tokenizer.ggml.model of a tiny model ("gpt2" -> 4 bytes with controls).
+  {
+    const std::string path = dir.file("tok.gguf");
+    REQUIRE(run(dir, {"synth", "--preset", "tiny-qwen3moe", "-o", path}).status == 0);
+    std::string bytes = slurp(path);
+    const size_t key = bytes.find("tokenizer.ggml.model");
+    REQUIRE(key != std::string::npos);
+    const size_t at = bytes.find("gpt2", key);
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at, 4, "\n\x1b[J");
+    std::ofstream(path, std::ios::binary) << bytes;
+    const RunResult e = run(dir, {"run", "-m", path, "-p", "hi", "-n", "1"});
+    check_one_line_error(e, {"\\n\\x1b[J"});
+    CHECK(no_controls(e.err));
+  }
+}
