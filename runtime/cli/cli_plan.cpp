@@ -130,8 +130,8 @@ void register_plan(CLI::App& app) {
   sub->add_option("-m,--model", a->model, "GGUF model file")->required();
   auto* out = sub->add_option("-o,--output", a->out, "Write the plan (JSON, moetier.placement/1)")->check(non_empty());
   sub->add_option("--dram-gbps", a->dram_gbps, "DRAM read bandwidth for the prediction (0: measure now)")
-      ->check(in_range(0, 1e6, "0: measure now"));
-  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range(0.001, 1e6));
+      ->check(in_range<double>(0, 1e6, "0: measure now"));
+  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range<double>(0.001, 1e6));
   sub->add_option("-c,--ctx-size", a->ctx, "Context size the KV cache is sized for (0: min(4096, training context))")
       ->check(in_range(0, std::numeric_limits<int32_t>::max(), "0: min(4096, training context)"));
   sub->add_option("-b,--batch-size", a->batch, "Tokens of the longest prompt the scratch buffers are sized for")

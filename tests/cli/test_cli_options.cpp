@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -263,6 +264,10 @@ TEST_CASE("numbers out of range are one usage-error line naming the option, befo
       {run_args({"--temp", "nan"}), "--temp"},
       {run_args({"--temp", "inf"}), "--temp"},
       {run_args({"--repeat-penalty", "inf"}), "--repeat-penalty"},
+      {run_args({"--temp", "1e39"}), "--temp"},  // finite as long double, inf as the float option
+      {run_args({"--repeat-penalty", "1e39"}), "--repeat-penalty"},
+      {bench({"-p", "0", "-n", "1", "--bw-mib", "0"}), "--bw-mib"},
+      {bench({"-p", "0", "-n", "1", "--bw-mib", "1048576"}), "--bw-mib"},  // was "out of memory" naming nothing
       {run_args({"--repeat-last-n", "-5"}), "--repeat-last-n"},
       {run_args({"--seed", "-2"}), "--seed"},
       {run_args({"--gemm-min-batch", "-1"}), "--gemm-min-batch"},
@@ -285,6 +290,40 @@ TEST_CASE("numbers out of range are one usage-error line naming the option, befo
     CHECK(r.out.empty());
   }
   CHECK(!std::filesystem::exists(dir.file("x.gguf")));
+  // --bw-mib within its range but more than the memory allows: refused before the model is opened.
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib >> unit && key != "MemAvailable:") {
+  }
+  if (key == "MemAvailable:" && kib < (120ull << 20)) {  // 64 GiB is more than half of what is available
+    const RunResult r = run_timed(dir, {"bench", "-m", m, "-r", "1", "-p", "0", "-n", "1", "--bw-mib", "65536"});
+    check_one_line_error(r, {"--bw-mib 65536", "64.0 GiB", "available"});
+  } else {
+    MESSAGE("over 120 GiB of memory available: --bw-mib 65536 fits, nothing to refuse");
+  }
+}
+
+TEST_CASE("numbers at the edge of a range: compared in the option's type, and a subnormal --temp is greedy") {
+  TempDir dir;
+  const std::string& m = tiny_model();
+  // 0.001 is the lower bound of --nvme-gbps: the double the user typed meets the double bound.
+  const RunResult plan = run_timed(dir, {"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "--nvme-gbps", "0.001"});
+  CAPTURE(plan.err);
+  CHECK(plan.status == 0);
+  const auto tokens = [&](const std::string& temp) {
+    const RunResult r = run_timed(
+        dir, {"run", "-m", m, "-p", "hello", "--temp", temp, "-n", "8", "--ignore-eos", "--seed", "3", "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    return Json::parse(r.out)["generated_tokens"].get<std::vector<int32_t>>();
+  };
+  const auto greedy = tokens("0");
+  REQUIRE(greedy.size() == 8);
+  for (const std::string t : {"1e-45", "1e-40", "1e-38"}) {  // logits / temp used to overflow to inf and pick a wrong token
+    CAPTURE(t);
+    CHECK(tokens(t) == greedy);
+  }
 }
 
 TEST_CASE("-c: a KV cache larger than memory is one line with its size; above the training context warns") {
