@@ -46,6 +46,21 @@ void print_timings(const GenerateStats& st) {
   line("eval time", st.gen_ms, st.n_eval, "runs");
 }
 
+/// Throws Error when `prompt` is certainly longer than `n_ctx` tokens, without tokenising it (a 50 MB
+/// prompt file takes tens of seconds and gigabytes to encode): no token stands for more bytes of the
+/// prompt than its piece has, so a prompt of more than n_ctx x (longest piece) bytes needs more than
+/// n_ctx tokens. A small margin covers normalisation (SentencePiece's added leading space).
+void refuse_prompt_that_cannot_fit(const tokenizer::Tokenizer& tok, const std::string& prompt, int64_t n_ctx) {
+  size_t longest = 1;
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) longest = std::max(longest, tok.piece(id, true).size());
+  constexpr uint64_t kMarginBytes = 64;
+  const uint64_t most = static_cast<uint64_t>(n_ctx) * longest + kMarginBytes;
+  if (prompt.size() > most)
+    fail("prompt is {} bytes: longer than the context of {} tokens can hold (at most {} bytes, with the "
+         "vocabulary's longest token of {} bytes; -c {})",
+         prompt.size(), n_ctx, most, longest, n_ctx);
+}
+
 void run(const RunOptions& o) {
   // Everything that can be checked without the model is checked first: a bad option must not cost the
   // minutes of opening a large model, nor leave the echoed prompt on stdout.
@@ -94,8 +109,9 @@ void run(const RunOptions& o) {
   if (tok.n_vocab() != model->hparams().n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
 
-  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
   const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);  // Error when its KV cache cannot fit
+  refuse_prompt_that_cannot_fit(tok, prompt, n_ctx);
+  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
   if (o.repeat_last_n == -1) gp.sampling.repeat_last_n = static_cast<int32_t>(n_ctx);  // llama.cpp: -1 = context
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);

@@ -326,6 +326,22 @@ TEST_CASE("numbers at the edge of a range: compared in the option's type, and a 
   }
 }
 
+TEST_CASE("a prompt too long for the context in bytes is refused before it is tokenised") {
+  TempDir dir;
+  const std::string& m = tiny_model();
+  std::string big;
+  while (big.size() < (4u << 20)) big += "hello world ";
+  const std::string file = dir.file("big.txt");
+  spit(file, big);
+  const RunResult r = run_timed(dir, {"run", "-m", m, "-f", file, "-c", "64", "-n", "1"});
+  check_one_line_error(r, {"prompt is " + std::to_string(big.size()) + " bytes", "64 tokens", "longest token"});
+  CHECK(r.out.empty());
+  // A prompt that might fit in bytes is tokenised and measured in tokens as before.
+  spit(file, big.substr(0, 600));  // 50 words: more than 64 tokens, less than 64 x the longest token
+  check_one_line_error(run_timed(dir, {"run", "-m", m, "-f", file, "-c", "64", "-n", "1", "--no-display-prompt"}),
+                       {"tokens, longer than the context of 64"});
+}
+
 TEST_CASE("-c: a KV cache larger than memory is one line with its size; above the training context warns") {
   TempDir dir;
   const std::string& m = tiny_model();
