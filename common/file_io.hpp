@@ -9,6 +9,10 @@
 // - outputs must be absent or regular files (a symbolic link is followed to its target, which stays a
 //   link); anything else is refused. The bytes go to "<dir>/.<name>.moetier-XXXXXX" in the target's
 //   folder, which is renamed onto the target on commit (same file system, so the rename is atomic).
+// - while it is open, the temporary is registered for removal when SIGINT, SIGTERM or SIGHUP ends the
+//   process: the first OutputFile installs handlers (for those signals still at their default action)
+//   that unlink the registered temporaries and re-raise the signal with its default action, so the exit
+//   status stays 128 + N. The registry is a fixed array the handler reads without allocating or locking.
 #pragma once
 
 #include <sys/types.h>
@@ -16,6 +20,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace moetier {
 
@@ -34,6 +39,21 @@ std::string read_input_file(const std::string& path, std::string_view what);
 /// Throws Error ("<what> <path>: ...") unless `path` may be written by OutputFile: absent (with an
 /// existing folder) or a regular file, after following symbolic links. Cheap; call it before long work.
 void check_output_file(const std::string& path, std::string_view what);
+
+/// A file named on the command line: the option that names it ("-m", "--dump-logits") and its path.
+struct NamedFile {
+  std::string option, path;
+};
+
+/// Throws Error (one line naming both options and paths) when an output names the same file as an input
+/// or as another output: the same (st_dev, st_ino) when both exist, else the same canonical path
+/// (std::filesystem::weakly_canonical). Entries with an empty path are skipped. Call it before any work,
+/// so that `--dump-logits MODEL` cannot replace the model it reads.
+void check_distinct_files(const std::vector<NamedFile>& inputs, const std::vector<NamedFile>& outputs);
+
+/// The parts of a split GGUF model named like llama.cpp's gguf-split ("x-00001-of-00003.gguf" gives
+/// x-00001.. x-00003); { path } for any other name. Only names are computed; no file is opened.
+std::vector<std::string> model_part_paths(const std::string& path);
 
 /// A file written through a temporary in the target's folder and renamed onto the target by commit().
 /// Not thread-safe; one writer per object. Errors are moetier::Error naming `what` and the path.
@@ -59,6 +79,7 @@ class OutputFile {
  private:
   std::string path_, what_, target_, temp_;
   std::FILE* file_ = nullptr;
+  int temp_slot_ = -1;  // slot in the signal-cleanup registry (file_io.cpp), -1: not registered
   bool committed_ = false;
 };
 

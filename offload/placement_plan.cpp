@@ -20,6 +20,10 @@ namespace {
 
 using nlohmann::json;
 
+/// `v` as compact JSON text; invalid UTF-8 (file names and strings are bytes) becomes U+FFFD instead of
+/// a json type_error.
+std::string json_text(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 constexpr uint64_t kRangesPerExpert = 3;  // gate, up, down: alignment slack of a cache slot
 
 uint64_t slot_bytes_for(uint64_t expert_bytes) { return slot_bytes_bound(expert_bytes, kRangesPerExpert); }
@@ -50,11 +54,11 @@ struct Reader {
   }
   std::string string(const json& obj, const std::string& path, const char* key) const {
     const json& j = member(obj, path, key);
-    if (!j.is_string()) bad(path + "/" + key, fmt::format("expected a string, got {}", j.dump()));
+    if (!j.is_string()) bad(path + "/" + key, fmt::format("expected a string, got {}", json_text(j)));
     return j.get<std::string>();
   }
   uint64_t uint(const json& j, const std::string& path) const {
-    if (!j.is_number_unsigned()) bad(path, fmt::format("expected a non-negative integer, got {}", j.dump()));
+    if (!j.is_number_unsigned()) bad(path, fmt::format("expected a non-negative integer, got {}", json_text(j)));
     return j.get<uint64_t>();
   }
   uint64_t uint(const json& obj, const std::string& path, const char* key) const {
@@ -63,7 +67,7 @@ struct Reader {
   Tier tier(const json& j, const std::string& path) const {
     Tier t;
     if (!j.is_string() || !parse_tier(j.get<std::string>(), t))
-      bad(path, fmt::format("bad tier {} (expected \"gpu:N\", \"dram\" or \"nvme\")", j.dump()));
+      bad(path, fmt::format("bad tier {} (expected \"gpu:N\", \"dram\" or \"nvme\")", json_text(j)));
     return t;
   }
 };
@@ -221,10 +225,10 @@ std::string plan_to_json(const PlacementPlan& plan) {
   j["experts"] = std::move(layers);
   // One layer per line: readable, and diffs of two plans show which layers changed.
   std::string out = "{\n";
-  for (const char* k : {"schema", "model", "non_expert", "cache"}) out += fmt::format("  \"{}\": {},\n", k, j[k].dump());
+  for (const char* k : {"schema", "model", "non_expert", "cache"}) out += fmt::format("  \"{}\": {},\n", k, json_text(j[k]));
   out += "  \"experts\": [\n";
   for (size_t l = 0; l < j["experts"].size(); ++l)
-    out += fmt::format("    {}{}\n", j["experts"][l].dump(), l + 1 < j["experts"].size() ? "," : "");
+    out += fmt::format("    {}{}\n", json_text(j["experts"][l]), l + 1 < j["experts"].size() ? "," : "");
   out += "  ]\n}\n";
   return out;
 }

@@ -17,6 +17,10 @@ namespace {
 
 using nlohmann::json;
 
+/// `v` as compact JSON text; invalid UTF-8 (file names and strings are bytes) becomes U+FFFD instead of
+/// a json type_error.
+std::string json_text(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 struct Keys {
   const char* seq;  // nullptr: absent, seq = 0
   const char* layer;
@@ -34,7 +38,7 @@ int32_t get_index(const json& j, const char* key, bool required, const std::stri
     return 0;
   }
   if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > INT32_MAX)
-    fail("{}: field \"{}\" must be a non-negative integer, got {}", where, key, it->dump());
+    fail("{}: field \"{}\" must be a non-negative integer, got {}", where, key, json_text(*it));
   return static_cast<int32_t>(it->get<int64_t>());
 }
 
@@ -52,11 +56,11 @@ RoutingRecord parse_record(const json& j, const Keys& k, const std::string& wher
     fail("{}: \"{}\" has {} entries but \"{}\" has {}", where, k.experts, ex->size(), k.weights, wt->size());
   for (const json& e : *ex) {
     if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
-      fail("{}: expert ids must be non-negative integers, got {}", where, e.dump());
+      fail("{}: expert ids must be non-negative integers, got {}", where, json_text(e));
     r.experts.push_back(static_cast<int32_t>(e.get<int64_t>()));
   }
   for (const json& w : *wt) {
-    if (!w.is_number()) fail("{}: weights must be numbers, got {}", where, w.dump());
+    if (!w.is_number()) fail("{}: weights must be numbers, got {}", where, json_text(w));
     r.weights.push_back(w.get<float>());
   }
   return r;
@@ -167,7 +171,7 @@ void RoutingTraceWriter::write(const RoutingRecord& r) {
   j["pos"] = r.pos;
   j["experts"] = r.experts;
   j["weights"] = r.weights;
-  const std::string s = j.dump() + "\n";
+  const std::string s = json_text(j) + "\n";
   if (!file_) fail("{}: write after close", path_);
   file_->write(s);
 }

@@ -3,12 +3,14 @@
 // same run: decode tokens/s against (read bandwidth ÷ weight bytes one decode token reads), and prompt
 // processing FLOP/s against oneDNN's GEMM peak on this machine (bf16 or f32, whichever is faster here).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <random>
@@ -93,8 +95,27 @@ double onednn_peak_gflops(std::string& label) {
   return std::max(best_of[0], best_of[1]);
 }
 
+/// Bytes of memory available now (MemAvailable in /proc/meminfo; physical memory when it cannot be read).
+uint64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : UINT64_MAX;
+}
+
 void bench(const BenchArgs& a) {
   if (a.n_prompt == 0 && a.n_gen == 0) fail("bench: -p 0 and -n 0 leave nothing to measure");
+  if (!a.no_roofline) {  // the bandwidth buffer is allocated after the model: check it before opening it
+    const uint64_t want = a.bw_mib << 20, avail = available_memory_bytes();
+    if (want > avail / 2)
+      fail("--bw-mib {}: the read-bandwidth buffer ({}) needs more than half of the {} of memory available; "
+           "give a smaller --bw-mib or --no-roofline",
+           a.bw_mib, models::format_bytes(want), models::format_bytes(avail));
+  }
   sched::ThreadPoolOptions po;
   po.n_threads = a.threads;
   sched::ThreadPool& pool = sched::configure_global_pool(po);
@@ -187,7 +208,7 @@ void bench(const BenchArgs& a) {
                             {"roofline_tokens_per_s", roofline_tps}, {"ratio_to_roofline", ratio.mean},
                             {"ratio_to_roofline_std", ratio.std}, {"ratio_to_roofline_per_rep", rep_ratio},
                             {"read_bandwidth_gbps_per_rep", rep_bw}});
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("| %-28s | %10s | %8s | %7s | %7s | %20s |\n", "model", "size", "params", "backend", "threads", "t/s");
@@ -222,6 +243,7 @@ void register_bench(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("bench", "Throughput table (pp/tg tokens/s) with roofline ratios");
   sub->add_option("-m,--model", a->model, "GGUF model file")->required();
   // Upper bounds keep max(-p, -n + 1) an int; the KV cache for it is checked against memory in bench().
+  constexpr long double kMaxBwMib = 65536;  // 64 GiB: far beyond any last-level cache
   constexpr long double kMaxTokens = std::numeric_limits<int32_t>::max() - 1;
   sub->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens per pp test (0: skip)")->check(in_range(0, kMaxTokens, "0: skip"));
   sub->add_option("-n,--n-gen", a->n_gen, "Generated tokens per tg test (0: skip)")->check(in_range(0, kMaxTokens, "0: skip"));
@@ -232,7 +254,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--gemm-min-batch", a->gemm_min_batch, "As in `moetier run` (0: never use the prefill GEMM)")
       ->check(in_range(0, std::numeric_limits<int32_t>::max(), "0: never"));
   sub->add_option("--bw-mib", a->bw_mib, "Buffer of the read-bandwidth measurement, MiB (>> last-level cache)")
-      ->check(in_range(1, 1 << 20));
+      ->check(in_range(1, kMaxBwMib));
   sub->add_flag("--no-roofline", a->no_roofline, "Skip the bandwidth and peak measurements");
   sub->callback([a] { bench(*a); });
 }

@@ -30,7 +30,7 @@ void register_inspect(CLI::App& app) {
     in.metadata = &model.metadata();
     in.tensors = &model.tensors();
     const auto report = inspect_report(in);
-    const std::string out = args->json ? report.dump(2) + "\n" : inspect_text(report);
+    const std::string out = args->json ? report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n" : inspect_text(report);
     std::fwrite(out.data(), 1, out.size(), stdout);
   });
 }

@@ -102,7 +102,7 @@ void plan(PlanArgs& a) {
     j["predicted"] = {{"dram_bytes_per_token", dram_bytes}, {"nvme_bytes_per_token", disk_bytes},
                       {"cache_hit_rate", hit_rate}, {"dram_gbps", a.dram_gbps}, {"nvme_gbps", a.nvme_gbps},
                       {"decode_tokens_per_s", tps}};
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("model:            %s (%s, %lld layers, %lld experts, top-%lld)\n", a.model.c_str(), hp.arch_str.c_str(),
@@ -130,8 +130,8 @@ void register_plan(CLI::App& app) {
   sub->add_option("-m,--model", a->model, "GGUF model file")->required();
   auto* out = sub->add_option("-o,--output", a->out, "Write the plan (JSON, moetier.placement/1)")->check(non_empty());
   sub->add_option("--dram-gbps", a->dram_gbps, "DRAM read bandwidth for the prediction (0: measure now)")
-      ->check(in_range(0, 1e6, "0: measure now"));
-  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range(0.001, 1e6));
+      ->check(in_range<double>(0, 1e6, "0: measure now"));
+  sub->add_option("--nvme-gbps", a->nvme_gbps, "Disk read bandwidth for the prediction (GB/s)")->check(in_range<double>(0.001, 1e6));
   sub->add_option("-c,--ctx-size", a->ctx, "Context size the KV cache is sized for (0: min(4096, training context))")
       ->check(in_range(0, std::numeric_limits<int32_t>::max(), "0: min(4096, training context)"));
   sub->add_option("-b,--batch-size", a->batch, "Tokens of the longest prompt the scratch buffers are sized for")
@@ -146,6 +146,11 @@ void register_plan(CLI::App& app) {
     if (!a->tiers.save_plan.empty()) check_output_file(a->tiers.save_plan, "placement plan (--save-plan)");
     if (!a->tiers.plan.empty()) check_input_file(a->tiers.plan, "placement plan (--plan)");
     if (!a->tiers.trace.empty()) check_input_file(a->tiers.trace, "routing trace (--trace)");
+    std::vector<NamedFile> inputs;
+    for (const auto& part : model_part_paths(a->model)) inputs.push_back({"-m", part});
+    inputs.push_back({"--plan", a->tiers.plan});
+    inputs.push_back({"--trace", a->tiers.trace});
+    check_distinct_files(inputs, {{"-o", a->out}, {"--save-plan", a->tiers.save_plan}});
     plan(*a);
   });
 }

@@ -46,6 +46,21 @@ void print_timings(const GenerateStats& st) {
   line("eval time", st.gen_ms, st.n_eval, "runs");
 }
 
+/// Throws Error when `prompt` is certainly longer than `n_ctx` tokens, without tokenising it (a 50 MB
+/// prompt file takes tens of seconds and gigabytes to encode): no token stands for more bytes of the
+/// prompt than its piece has, so a prompt of more than n_ctx x (longest piece) bytes needs more than
+/// n_ctx tokens. A small margin covers normalisation (SentencePiece's added leading space).
+void refuse_prompt_that_cannot_fit(const tokenizer::Tokenizer& tok, const std::string& prompt, int64_t n_ctx) {
+  size_t longest = 1;
+  for (int32_t id = 0; id < tok.n_vocab(); ++id) longest = std::max(longest, tok.piece(id, true).size());
+  constexpr uint64_t kMarginBytes = 64;
+  const uint64_t most = static_cast<uint64_t>(n_ctx) * longest + kMarginBytes;
+  if (prompt.size() > most)
+    fail("prompt is {} bytes: longer than the context of {} tokens can hold (at most {} bytes, with the "
+         "vocabulary's longest token of {} bytes; -c {})",
+         prompt.size(), n_ctx, most, longest, n_ctx);
+}
+
 void run(const RunOptions& o) {
   // Everything that can be checked without the model is checked first: a bad option must not cost the
   // minutes of opening a large model, nor leave the echoed prompt on stdout.
@@ -56,6 +71,16 @@ void run(const RunOptions& o) {
   if (!o.tiers.save_plan.empty()) check_output_file(o.tiers.save_plan, "placement plan (--save-plan)");
   if (!o.tiers.plan.empty()) check_input_file(o.tiers.plan, "placement plan (--plan)");
   if (!o.tiers.trace.empty()) check_input_file(o.tiers.trace, "routing trace (--trace)");
+  {
+    std::vector<NamedFile> inputs;
+    for (const auto& part : model_part_paths(o.model)) inputs.push_back({"-m", part});
+    inputs.push_back({"-f", o.prompt_file});
+    inputs.push_back({"--plan", o.tiers.plan});
+    inputs.push_back({"--trace", o.tiers.trace});
+    check_distinct_files(inputs, {{"--dump-logits", o.dump_logits},
+                                  {"--record-routing", o.record_routing},
+                                  {"--save-plan", o.tiers.save_plan}});
+  }
   GenerateParams gp;
   gp.n_predict = o.n_predict;
   gp.sampling.temperature = o.temp;
@@ -84,8 +109,9 @@ void run(const RunOptions& o) {
   if (tok.n_vocab() != model->hparams().n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
 
-  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
   const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);  // Error when its KV cache cannot fit
+  refuse_prompt_that_cannot_fit(tok, prompt, n_ctx);
+  const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
   if (o.repeat_last_n == -1) gp.sampling.repeat_last_n = static_cast<int32_t>(n_ctx);  // llama.cpp: -1 = context
   if (static_cast<int64_t>(tokens.size()) > n_ctx)
     fail("prompt is {} tokens, longer than the context of {} (-c {})", tokens.size(), n_ctx, n_ctx);

@@ -79,6 +79,7 @@ void register_synth(CLI::App& app) {
     if (a->preset.empty()) fail("synth: --preset is required (--list-presets shows them)");
     const auto type = ggml_type_from_name(a->type);
     if (!type) fail("synth: unknown type {}", a->type);
+    if (!a->dry_run) check_distinct_files({{"--vocab-from", a->vocab_from}}, {{"-o", a->out}});
     const synth::SynthModel m = synth::build_synth_model({a->preset, *type, a->vocab_from, a->seed});
     if (a->dry_run) {
       const gguf::Metadata md = m.metadata_map();
@@ -88,7 +89,8 @@ void register_synth(CLI::App& app) {
       in.metadata = &md;
       in.tensors = &tensors;
       const auto report = inspect_report(in);
-      const std::string text = a->json ? report.dump(2) + "\n" : inspect_text(report);
+      const std::string text =
+          a->json ? report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n" : inspect_text(report);
       std::fwrite(text.data(), 1, text.size(), stdout);
       return;
     }

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/error.hpp"
+#include "runtime/cli/text_escape.hpp"
 #include "runtime/models/hparams_check.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/tokenizer/vocab.hpp"
@@ -156,23 +157,26 @@ std::string kv(const Json& h, const char* key) {
   if (!h.contains(key)) return "-";
   const Json& v = h[key];
   if (v.is_number_float()) return fmt::format("{:g}", v.get<double>());
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
+  if (v.is_string()) return escape_control_chars(v.get<std::string>());
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
 
 std::string inspect_text(const Json& r) {
+  // Strings taken from the file (its path, general.name, general.architecture) are printed with their
+  // control characters escaped: a model file must not move the cursor or clear the screen.
+  const auto str = [&r](const char* key) { return escape_control_chars(r[key].get<std::string>()); };
   std::string o;
   auto line = [&](const std::string& s) { o += s + "\n"; };
   const std::string ver = r["gguf_version"].is_null() ? "not written (synth --dry-run)"
                                                       : fmt::format("GGUF v{}", r["gguf_version"].get<int>());
-  line(fmt::format("model          {}  ({}, {} file{})", r["file"].get<std::string>(), ver,
+  line(fmt::format("model          {}  ({}, {} file{})", str("file"), ver,
                    r["n_files"].get<size_t>(), r["n_files"].get<size_t>() == 1 ? "" : "s"));
-  line(fmt::format("architecture   {}{}{}", r["architecture"].get<std::string>(),
-                   r["name"].is_null() ? "" : "  \"" + r["name"].get<std::string>() + "\"",
+  line(fmt::format("architecture   {}{}{}", str("architecture"),
+                   r["name"].is_null() ? "" : "  \"" + str("name") + "\"",
                    r["file_type"].is_null() ? "" : fmt::format("  file_type {}", r["file_type"].get<int64_t>())));
-  if (!r["architecture_supported"].get<bool>()) line("               note: " + r["architecture_note"].get<std::string>());
+  if (!r["architecture_supported"].get<bool>()) line("               note: " + str("architecture_note"));
   const Json& sz = r["sizes"];
   line(fmt::format("tensors        {}, {}", r["n_tensors"].get<size_t>(), bytes_str(sz["total"].get<uint64_t>())));
 

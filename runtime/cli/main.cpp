@@ -12,9 +12,11 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "common/error.hpp"
 #include "runtime/cli/commands.hpp"
+#include "runtime/cli/text_escape.hpp"
 #include "runtime/models/size_breakdown.hpp"
 
 namespace {
@@ -22,12 +24,19 @@ namespace {
 /// Size of the last allocation that failed (0: none), for the out-of-memory message.
 thread_local std::size_t g_failed_alloc_bytes = 0;
 
-/// One line: newlines of a CLI11 message folded into spaces.
+/// One line: newlines of a CLI11 message folded into spaces, other control characters escaped.
 std::string one_line(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   for (char& c : s)
     if (c == '\n') c = ' ';
-  return s;
+  return moetier::cli::escape_control_chars(s);
+}
+
+/// Prints "moetier: error: <what>" as one line: control characters in `what` (text from a file, such as
+/// a tensor name or a metadata string) are escaped, so they can neither break the line nor reach the
+/// terminal.
+void print_error(std::string_view what) {
+  std::fprintf(stderr, "moetier: error: %s\n", moetier::cli::escape_control_chars(what).c_str());
 }
 
 /// The deepest subcommand that was parsed ("run", ...), or "" when the error is at the top level.
@@ -94,7 +103,7 @@ int main(int argc, char** argv) {
                  one_line(e.what()).c_str(), sub.empty() ? "" : " ", sub.c_str());
     return 1;
   } catch (const moetier::Error& e) {
-    std::fprintf(stderr, "moetier: error: %s\n", e.what());
+    print_error(e.what());
     return 1;
   } catch (const std::bad_alloc&) {
     if (g_failed_alloc_bytes != 0)
@@ -104,7 +113,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "moetier: error: out of memory (an allocation failed)\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "moetier: error: %s\n", e.what());
+    print_error(e.what());
     return 1;
   }
   return check_stdout();

@@ -27,16 +27,21 @@ std::string range_text(long double lo, long double hi) {
   return number_text(lo) + ".." + number_text(hi);
 }
 
-CLI::Validator range_validator(long double lo, long double hi, std::string meaning, bool finite) {
+}  // namespace
+
+namespace detail {
+
+CLI::Validator range_validator(long double lo, long double hi, std::string meaning, bool finite, AsOptionType as_type) {
   const std::string expected = range_text(lo, hi) + (meaning.empty() ? "" : "; " + meaning);
   return CLI::Validator(
-      [lo, hi, finite, expected](std::string& s) -> std::string {
+      [lo = as_type(lo), hi = as_type(hi), finite, expected, as_type](std::string& s) -> std::string {
         const char* begin = s.c_str();
         char* end = nullptr;
-        const long double v = std::strtold(begin, &end);
+        const long double parsed = std::strtold(begin, &end);
         if (end == begin) return "";  // not a number: the type conversion reports it
         while (*end && std::isspace(static_cast<unsigned char>(*end))) ++end;
         if (*end) return "";
+        const long double v = as_type(parsed);  // as the option will hold it
         if ((finite && !std::isfinite(v)) || !(v >= lo && v <= hi))
           return fmt::format("{} is out of range (expected {})", s, expected);
         return "";
@@ -44,15 +49,7 @@ CLI::Validator range_validator(long double lo, long double hi, std::string meani
       range_text(lo, hi));
 }
 
-}  // namespace
-
-CLI::Validator in_range(long double lo, long double hi, std::string meaning) {
-  return range_validator(lo, hi, std::move(meaning), false);
-}
-
-CLI::Validator finite_at_least(long double lo, std::string meaning) {
-  return range_validator(lo, std::numeric_limits<long double>::infinity(), std::move(meaning), true);
-}
+}  // namespace detail
 
 CLI::Validator non_empty() {
   return CLI::Validator([](std::string& s) -> std::string { return s.empty() ? "empty value" : ""; }, "");

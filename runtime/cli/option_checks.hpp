@@ -3,10 +3,12 @@
 // --cache-size forms, and which tier options need which tier.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include <CLI/CLI.hpp>
 
@@ -14,14 +16,38 @@ namespace moetier::cli {
 
 struct TierOptions;
 
-/// A number in [lo, hi] (inclusive; NaN is out of range). The message names the value and the range:
-/// "-2 is out of range (expected >= -1; -1: until end of generation or a full context)"; `meaning` (may
-/// be empty) explains special values. Values that are not numbers pass through to CLI11's conversion,
-/// which reports them.
-CLI::Validator in_range(long double lo, long double hi, std::string meaning = "");
+namespace detail {
+/// `v` as the option's type T would hold it (a float or double option rounds; ±inf beyond its range).
+template <class T>
+long double as_option_type(long double v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isfinite(v) && (v > std::numeric_limits<T>::max() || v < -std::numeric_limits<T>::max()))
+      return v > 0 ? std::numeric_limits<long double>::infinity() : -std::numeric_limits<long double>::infinity();
+    return static_cast<long double>(static_cast<T>(v));
+  } else {
+    return v;  // integers: long double holds every bound exactly, and CLI11 refuses fractions itself
+  }
+}
+using AsOptionType = long double (*)(long double);
+CLI::Validator range_validator(long double lo, long double hi, std::string meaning, bool finite, AsOptionType as_type);
+}  // namespace detail
 
-/// in_range(lo, +inf) and in_range(-inf, +inf) refusing inf and NaN: a finite number >= lo.
-CLI::Validator finite_at_least(long double lo, std::string meaning = "");
+/// A number in [lo, hi] (inclusive; NaN is out of range), compared as the option's type T holds it (the
+/// value and both bounds rounded to T: `--nvme-gbps 0.001` is the double 0.001 and meets a 0.001
+/// bound; a float option's 1e39 is inf). The message names the value and the range: "-2 is out of range
+/// (expected >= -1; -1: until end of generation or a full context)"; `meaning` (may be empty) explains
+/// special values. Values that are not numbers pass through to CLI11's conversion, which reports them.
+template <class T = long double>
+CLI::Validator in_range(long double lo, long double hi, std::string meaning = "") {
+  return detail::range_validator(lo, hi, std::move(meaning), false, &detail::as_option_type<T>);
+}
+
+/// in_range<T>(lo, +inf) refusing inf and NaN (in T: a float option refuses 1e39): a finite number >= lo.
+template <class T = long double>
+CLI::Validator finite_at_least(long double lo, std::string meaning = "") {
+  return detail::range_validator(lo, std::numeric_limits<long double>::infinity(), std::move(meaning), true,
+                                 &detail::as_option_type<T>);
+}
 
 /// Refuses the empty string ("--ram-budget ''" is a mistake, not "off").
 CLI::Validator non_empty();

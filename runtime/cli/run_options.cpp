@@ -24,11 +24,12 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
                  "Batch (tokens per expert, or per dense FFN) from which prefill dequantises weights and runs a "
                  "oneDNN f32 GEMM, as llama.cpp's BLAS backend does; 0: never (ggml CPU-backend numerics)")
       ->check(in_range(0, kMaxI32, "0: never"));
-  sub.add_option("--temp", o.temp, "Temperature (<= 0: greedy)")->check(finite_at_least(-std::numeric_limits<long double>::infinity()));
+  sub.add_option("--temp", o.temp, "Temperature (<= 0: greedy)")
+      ->check(finite_at_least<float>(-std::numeric_limits<long double>::infinity()));
   sub.add_option("--top-k", o.top_k, "Top-k sampling (0: off)")->check(in_range(0, kMaxI32, "0: off"));
-  sub.add_option("--top-p", o.top_p, "Top-p sampling (1: off)")->check(in_range(0, 1));  // 0 is refused by the sampler
-  sub.add_option("--min-p", o.min_p, "Min-p sampling (0: off)")->check(in_range(0, 1));
-  sub.add_option("--repeat-penalty", o.repeat_penalty, "Repetition penalty (1: off)")->check(finite_at_least(0));
+  sub.add_option("--top-p", o.top_p, "Top-p sampling (1: off)")->check(in_range<float>(0, 1));  // 0 is refused by the sampler
+  sub.add_option("--min-p", o.min_p, "Min-p sampling (0: off)")->check(in_range<float>(0, 1));
+  sub.add_option("--repeat-penalty", o.repeat_penalty, "Repetition penalty (1: off)")->check(finite_at_least<float>(0));
   sub.add_option("--repeat-last-n", o.repeat_last_n, "Tokens the repetition penalty looks back on (0: off, -1: the context size)")
       ->check(in_range(-1, kMaxI32, "0: off, -1: the context size"));
   sub.add_option("-s,--seed", o.seed, "Sampling seed (-1: random)")

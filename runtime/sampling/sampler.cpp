@@ -16,10 +16,11 @@ int32_t argmax(std::span<const float> logits) {
 
 Sampler::Sampler(const SamplerParams& p) : p_(p) {
   // NaN would pass every `<= 0` test below and turn the distribution into NaNs.
-  if (std::isnan(p.temperature)) fail("--temp {} (expected a number; <= 0 is greedy)", p.temperature);
+  if (!std::isfinite(p.temperature)) fail("--temp {} (expected a finite number; <= 0 is greedy)", p.temperature);
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("--top-p {} (expected 0 < p <= 1)", p.top_p);
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("--min-p {} (expected 0 <= p <= 1)", p.min_p);
-  if (!(p.repeat_penalty > 0.0f)) fail("--repeat-penalty {} (expected > 0)", p.repeat_penalty);
+  if (!(p.repeat_penalty > 0.0f) || !std::isfinite(p.repeat_penalty))
+    fail("--repeat-penalty {} (expected a finite number > 0)", p.repeat_penalty);
   seed_ = p.seed == 0xFFFFFFFFu ? std::random_device{}() : p.seed;
   rng_.seed(seed_);
 }
@@ -82,16 +83,26 @@ int32_t Sampler::sample(std::span<const float> logits) {
     while (m < keep && cand_[m].p >= threshold) ++m;
     keep = m;
   }
-  for (size_t i = 0; i < keep; ++i) cand_[i].logit /= p_.temperature;
-  softmax(keep);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
+  // Softmax of logit / temperature, computed as exp((logit - max) / temperature) in double: the top
+  // token's term is exactly 1, so a tiny (even subnormal) temperature sends the others to 0 instead of
+  // dividing the logits into inf and the probabilities into NaN.
+  const double mx = cand_[0].logit, temp = p_.temperature;
+  double sum = 0;
+  std::vector<double>& w = weights_;
+  w.resize(keep);
+  for (size_t i = 0; i < keep; ++i) sum += (w[i] = std::exp((static_cast<double>(cand_[i].logit) - mx) / temp));
+  if (!(sum >= 1.0) || !std::isfinite(sum)) return cand_[0].id;  // NaN logits: the most likely token, never a guess
+  std::uniform_real_distribution<double> u(0.0, sum);
   const double r = u(rng_);
   double cum = 0;
+  size_t last = 0;  // the last candidate with a non-zero weight (rounding may leave cum just below r)
   for (size_t i = 0; i < keep; ++i) {
-    cum += cand_[i].p;
+    if (!(w[i] > 0)) continue;
+    last = i;
+    cum += w[i];
     if (r < cum) return cand_[i].id;
   }
-  return cand_[keep - 1].id;
+  return cand_[last].id;
 }
 
 }  // namespace moetier::sampling

@@ -46,6 +46,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;
   std::vector<Cand> cand_;
+  std::vector<double> weights_;  // sample(): exp((logit - max) / temperature) of the kept candidates
 };
 
 /// Index of the largest value (lowest index on ties).

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -173,6 +174,51 @@ TEST_CASE("outputs: a FIFO or a folder is refused and left as it was; a regular 
   }
 }
 
+TEST_CASE("an output naming an input or another output is refused before anything is written") {
+  TempDir dir;
+  const std::string model_bytes = slurp(tiny_model());
+  const std::string m = dir.file("m.gguf"), prompt = dir.file("prompt.txt"), plan = dir.file("plan.json"),
+                    trace = dir.file("trace.jsonl"), link = dir.file("link.gguf"), fresh = dir.file("x.bin");
+  const std::string fresh_again = dir.file(".") + "/x.bin";  // same absent file, spelled differently
+  struct Case {
+    std::vector<std::string> args;
+    std::string out_option, in_option;
+  };
+  const std::vector<Case> cases = {
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", m}, "--dump-logits", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--record-routing", m}, "--record-routing", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", link}, "--dump-logits", "-m"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--ram-budget", "100MiB", "--save-plan", m}, "--save-plan", "-m"},
+      {{"run", "-m", m, "-f", prompt, "-n", "1", "--dump-logits", prompt}, "--dump-logits", "-f"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--plan", plan, "--save-plan", plan}, "--save-plan", "--plan"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--ram-budget", "100MiB", "--trace", trace, "--save-plan", trace},
+       "--save-plan", "--trace"},
+      {{"run", "-m", m, "-p", "hi", "-n", "1", "--dump-logits", fresh, "--record-routing", fresh_again},
+       "--record-routing", "--dump-logits"},
+      {{"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "-o", m}, "-o", "-m"},
+      {{"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "--trace", trace, "-o", trace}, "-o", "--trace"},
+      {{"synth", "--preset", "tiny-qwen3moe", "--vocab-from", m, "-o", m}, "-o", "--vocab-from"},
+  };
+  for (const Case& c : cases) {
+    const std::string cmd = joined(c.args);
+    CAPTURE(cmd);
+    spit(m, model_bytes);
+    spit(prompt, "hello");
+    spit(plan, "{}");
+    spit(trace, "{\"layer\":0,\"pos\":0,\"experts\":[1,2,3,4],\"weights\":[0.25,0.25,0.25,0.25]}\n");
+    std::filesystem::remove(link);
+    std::filesystem::create_symlink(m, link);
+    std::filesystem::remove(fresh);
+    const RunResult r = run_timed(dir, c.args);
+    check_one_line_error(r, {c.out_option + " ", c.in_option + " ", "same file"});
+    CHECK(r.out.empty());
+    CHECK(slurp(m) == model_bytes);
+    CHECK(slurp(prompt) == "hello");
+    CHECK(slurp(plan) == "{}");
+    CHECK(!std::filesystem::exists(fresh));
+  }
+}
+
 TEST_CASE("a write error on stdout (full disk) is exit 1 with one line, for every command that prints") {
   if (!std::filesystem::exists("/dev/full")) {
     MESSAGE("no /dev/full on this machine: nothing to check");
@@ -218,6 +264,10 @@ TEST_CASE("numbers out of range are one usage-error line naming the option, befo
       {run_args({"--temp", "nan"}), "--temp"},
       {run_args({"--temp", "inf"}), "--temp"},
       {run_args({"--repeat-penalty", "inf"}), "--repeat-penalty"},
+      {run_args({"--temp", "1e39"}), "--temp"},  // finite as long double, inf as the float option
+      {run_args({"--repeat-penalty", "1e39"}), "--repeat-penalty"},
+      {bench({"-p", "0", "-n", "1", "--bw-mib", "0"}), "--bw-mib"},
+      {bench({"-p", "0", "-n", "1", "--bw-mib", "1048576"}), "--bw-mib"},  // was "out of memory" naming nothing
       {run_args({"--repeat-last-n", "-5"}), "--repeat-last-n"},
       {run_args({"--seed", "-2"}), "--seed"},
       {run_args({"--gemm-min-batch", "-1"}), "--gemm-min-batch"},
@@ -240,6 +290,56 @@ TEST_CASE("numbers out of range are one usage-error line naming the option, befo
     CHECK(r.out.empty());
   }
   CHECK(!std::filesystem::exists(dir.file("x.gguf")));
+  // --bw-mib within its range but more than the memory allows: refused before the model is opened.
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib >> unit && key != "MemAvailable:") {
+  }
+  if (key == "MemAvailable:" && kib < (120ull << 20)) {  // 64 GiB is more than half of what is available
+    const RunResult r = run_timed(dir, {"bench", "-m", m, "-r", "1", "-p", "0", "-n", "1", "--bw-mib", "65536"});
+    check_one_line_error(r, {"--bw-mib 65536", "64.0 GiB", "available"});
+  } else {
+    MESSAGE("over 120 GiB of memory available: --bw-mib 65536 fits, nothing to refuse");
+  }
+}
+
+TEST_CASE("numbers at the edge of a range: compared in the option's type, and a subnormal --temp is greedy") {
+  TempDir dir;
+  const std::string& m = tiny_model();
+  // 0.001 is the lower bound of --nvme-gbps: the double the user typed meets the double bound.
+  const RunResult plan = run_timed(dir, {"plan", "-m", m, "--ram-budget", "100MiB", "--dram-gbps", "1", "--nvme-gbps", "0.001"});
+  CAPTURE(plan.err);
+  CHECK(plan.status == 0);
+  const auto tokens = [&](const std::string& temp) {
+    const RunResult r = run_timed(
+        dir, {"run", "-m", m, "-p", "hello", "--temp", temp, "-n", "8", "--ignore-eos", "--seed", "3", "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    return Json::parse(r.out)["generated_tokens"].get<std::vector<int32_t>>();
+  };
+  const auto greedy = tokens("0");
+  REQUIRE(greedy.size() == 8);
+  for (const std::string t : {"1e-45", "1e-40", "1e-38"}) {  // logits / temp used to overflow to inf and pick a wrong token
+    CAPTURE(t);
+    CHECK(tokens(t) == greedy);
+  }
+}
+
+TEST_CASE("a prompt too long for the context in bytes is refused before it is tokenised") {
+  TempDir dir;
+  const std::string& m = tiny_model();
+  std::string big;
+  while (big.size() < (4u << 20)) big += "hello world ";
+  const std::string file = dir.file("big.txt");
+  spit(file, big);
+  const RunResult r = run_timed(dir, {"run", "-m", m, "-f", file, "-c", "64", "-n", "1"});
+  check_one_line_error(r, {"prompt is " + std::to_string(big.size()) + " bytes", "64 tokens", "longest token"});
+  CHECK(r.out.empty());
+  // A prompt that might fit in bytes is tokenised and measured in tokens as before.
+  spit(file, big.substr(0, 600));  // 50 words: more than 64 tokens, less than 64 x the longest token
+  check_one_line_error(run_timed(dir, {"run", "-m", m, "-f", file, "-c", "64", "-n", "1", "--no-display-prompt"}),
+                       {"tokens, longer than the context of 64"});
 }
 
 TEST_CASE("-c: a KV cache larger than memory is one line with its size; above the training context warns") {

@@ -113,3 +113,43 @@ TEST_CASE("file_io: OutputFile writes a temporary beside the target; commit rena
   CHECK((st.st_mode & 0777) == 0644);
   CHECK(names_in(dir.file("")) == std::vector<std::string>{"fresh.bin", "link.bin", "out.bin"});
 }
+
+TEST_CASE("file_io: check_distinct_files refuses an output that is an input or another output") {
+  test::TempDir dir;
+  const std::string model = dir.file("m.gguf"), link = dir.file("link.gguf"), fresh = dir.file("new.bin");
+  test::spit(model, "model");
+  std::filesystem::create_symlink(model, link);
+  const std::string model_again = dir.file(".") + "/m.gguf";
+  const std::string fresh_again = dir.file("sub/..") + "/new.bin";  // a missing folder: compared by name
+  struct Case {
+    std::vector<NamedFile> in, out;
+    std::vector<std::string> parts;  // empty: accepted
+  };
+  const std::vector<Case> cases = {
+      {{{"-m", model}}, {{"--dump-logits", model_again}}, {"--dump-logits", "-m", "same file", "input"}},
+      {{{"-m", model}}, {{"--dump-logits", link}}, {"--dump-logits", "link.gguf", "-m"}},
+      {{{"-m", model}}, {{"--dump-logits", fresh}, {"--record-routing", fresh}}, {"--record-routing", "--dump-logits", "two outputs"}},
+      {{{"-m", model}}, {{"--dump-logits", fresh}, {"--record-routing", fresh_again}}, {"--record-routing", "--dump-logits"}},
+      {{{"-m", model}, {"-f", ""}}, {{"--dump-logits", fresh}, {"--save-plan", ""}}, {}},
+      {{{"-m", model}}, {{"--dump-logits", dir.file("other.bin")}, {"--record-routing", fresh}}, {}},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    CAPTURE(i);
+    const Case& c = cases[i];
+    if (c.parts.empty()) {
+      CHECK_NOTHROW(check_distinct_files(c.in, c.out));
+      continue;
+    }
+    try {
+      check_distinct_files(c.in, c.out);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      CAPTURE(msg);
+      for (const auto& p : c.parts) CHECK(msg.find(p) != std::string::npos);
+    }
+  }
+  CHECK(model_part_paths("a/x-00001-of-00003.gguf") ==
+        std::vector<std::string>{"a/x-00001-of-00003.gguf", "a/x-00002-of-00003.gguf", "a/x-00003-of-00003.gguf"});
+  CHECK(model_part_paths("a/x.gguf") == std::vector<std::string>{"a/x.gguf"});
+}

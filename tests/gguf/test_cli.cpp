@@ -3,7 +3,13 @@
 // schema moetier.inspect/1), and every failure is one line "moetier: error: ..." on stderr with exit
 // status 1: usage errors (--help exits 0) and a write error on stdout included.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdlib>
 #include <filesystem>
@@ -295,4 +301,170 @@ TEST_CASE("synth -o: a symbolic link keeps pointing at the replaced model; an in
   CHECK(slurp(target) == before);
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no temporaries left behind
     CHECK(e.path().filename().string().find(".moetier-") == std::string::npos);
+}
+
+namespace {
+
+/// Names in `dir` that look like OutputFile temporaries of `name` (".NAME.moetier-XXXXXX").
+std::vector<std::string> temporaries_of(const std::filesystem::path& dir, const std::string& name) {
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind("." + name + ".moetier-", 0) == 0) found.push_back(e.path().filename().string());
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("synth -o interrupted by a signal removes its temporary and dies of that signal" *
+          doctest::skip(test::no_shared())) {
+  const char* bin = std::getenv("MOETIER_BIN");
+  REQUIRE(bin != nullptr);
+  const std::string vocab = (test::shared_dir() / "models" / "qwen3moe-tiny-q8_0.gguf").string();
+  int interrupted = 0;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    CAPTURE(sig);
+    for (int attempt = 0; attempt < 3; ++attempt) {  // a write that finishes before the signal proves nothing: again
+      test::TempDir dir("cli-signal");
+      const std::string out = (dir.path() / "big.gguf").string();
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        const int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 0);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+        ::execl(bin, bin, "synth", "--preset", "tiny-mixtral", "--vocab-from", vocab.c_str(), "-o", out.c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      // Poll until the temporary appears (the model is being written), then send the signal.
+      bool seen = false;
+      int status = 0;
+      bool exited = false;
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!seen && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+          exited = true;
+          break;
+        }
+        seen = !temporaries_of(dir.path(), "big.gguf").empty();
+        if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      if (!exited) {
+        ::kill(pid, sig);
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+      }
+      REQUIRE(seen);
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;  // finished first
+      CHECK(WIFSIGNALED(status));
+      CHECK(WTERMSIG(status) == sig);  // the default action: exit status 128 + N in a shell
+      CHECK(temporaries_of(dir.path(), "big.gguf").empty());
+      CHECK(!std::filesystem::exists(out));
+      ++interrupted;
+      break;
+    }
+  }
+  CHECK(interrupted == 3);
+}
+
+TEST_CASE("JSON outputs replace invalid UTF-8 from paths and metadata with U+FFFD instead of failing") {
+  test::TempDir dir("cli-utf8");
+  const std::string bad = "m\xff\xfe";
+  const std::string model = dir.file(bad + ".gguf");
+  REQUIRE(run(dir, {"synth", "--preset", "tiny-qwen3moe", "-o", model}).status == 0);
+  const std::string replacement = "\xef\xbf\xbd";  // U+FFFD
+  {
+    const RunResult r = run(dir, {"inspect", model, "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(r.out)["file"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  {
+    const RunResult r = run(dir, {"bench", "-m", model, "-p", "0", "-n", "1", "-r", "1", "--no-roofline", "--json"});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(r.out)["model"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  {
+    const std::string plan = dir.file("plan.json");
+    const RunResult r = run(dir, {"plan", "-m", model, "--ram-budget", "100MiB", "--dram-gbps", "1", "-o", plan});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(Json::parse(slurp(plan))["model"]["file"].get<std::string>().find(replacement) != std::string::npos);
+  }
+  // Strings from the file: general.name and general.architecture with bytes that are not UTF-8.
+  gguf::GgufWriter w;
+  w.set_string("general.architecture", "mam\xff" "ba");
+  w.set_string("general.name", "na\xc3me");
+  w.add_tensor("token_embd.weight", GgmlType::F32, {10, 8});
+  const std::string path = dir.file("bad-strings.gguf");
+  w.write(path, test::pattern_fill);
+  const RunResult r = run(dir, {"inspect", path, "--json"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  CHECK(j["architecture"] == "mam" + replacement + "ba");
+  CHECK(r.out.find("na" + replacement + "me") != std::string::npos);
+}
+
+TEST_CASE("control characters from a file are escaped: errors stay one line, inspect prints no escapes") {
+  test::TempDir dir("cli-ctrl");
+  const std::string evil = "\n\x1b[2J";
+  const auto no_controls = [](const std::string& text) {  // apart from the line ends
+    return std::none_of(text.begin(), text.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return (u < 0x20 && u != '\n') || u == 0x7f;
+    });
+  };
+  // general.architecture and general.name: inspect's text report and run's error.
+  {
+    gguf::GgufWriter w;
+    w.set_string("general.architecture", "mam" + evil + "ba");
+    w.set_string("general.name", "na" + evil + "me");
+    w.add_tensor("token_embd.weight", GgmlType::F32, {10, 8});
+    const std::string path = dir.file("arch.gguf");
+    w.write(path, test::pattern_fill);
+    const RunResult r = run(dir, {"inspect", path});
+    REQUIRE(r.status == 0);
+    CHECK(no_controls(r.out));
+    CHECK(r.out.find("mam\\n\\x1b[2Jba") != std::string::npos);
+    CHECK(r.out.find("na\\n\\x1b[2Jme") != std::string::npos);
+    const RunResult e = run(dir, {"run", "-m", path, "-p", "hi", "-n", "1"});
+    check_one_line_error(e, {"mam\\n\\x1b[2Jba"});
+    CHECK(no_controls(e.err));
+  }
+  // A tensor name (two equal names: the reader names the duplicate).
+  {
+    gguf::GgufWriter w;
+    w.set_string("general.architecture", "mamba");
+    w.add_tensor("t" + evil + "a", GgmlType::F32, {4});
+    w.add_tensor("t" + evil + "b", GgmlType::F32, {4});
+    const std::string path = dir.file("tensor.gguf");
+    w.write(path, test::pattern_fill);
+    std::string bytes = slurp(path);
+    const size_t at = bytes.find("t" + evil + "b");
+    REQUIRE(at != std::string::npos);
+    bytes[at + 1 + evil.size()] = 'a';
+    std::ofstream(path, std::ios::binary) << bytes;
+    for (const auto& args : std::vector<std::vector<std::string>>{{"inspect", path}, {"run", "-m", path, "-p", "hi"}}) {
+      const RunResult e = run(dir, args);
+      check_one_line_error(e, {"t\\n\\x1b[2Ja"});
+      CHECK(no_controls(e.err));
+    }
+  }
+  // tokenizer.ggml.model of a tiny model ("gpt2" -> 4 bytes with controls).
+  {
+    const std::string path = dir.file("tok.gguf");
+    REQUIRE(run(dir, {"synth", "--preset", "tiny-qwen3moe", "-o", path}).status == 0);
+    std::string bytes = slurp(path);
+    const size_t key = bytes.find("tokenizer.ggml.model");
+    REQUIRE(key != std::string::npos);
+    const size_t at = bytes.find("gpt2", key);
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at, 4, "\n\x1b[J");
+    std::ofstream(path, std::ios::binary) << bytes;
+    const RunResult e = run(dir, {"run", "-m", path, "-p", "hi", "-n", "1"});
+    check_one_line_error(e, {"\\n\\x1b[J"});
+    CHECK(no_controls(e.err));
+  }
 }

@@ -153,6 +153,27 @@ TEST_CASE("temperature 1 without filters draws from the softmax") {
   CHECK(hc.at(3) > 1800);  // expected share 0.947
 }
 
+TEST_CASE("a tiny (even subnormal) temperature picks the most likely token, never a NaN fallback") {
+  const std::vector<float> l = logits_of(kProbs);  // token 3 is the most likely, token 2/7 the least
+  for (const float t : {1e-45f, 1e-40f, 1e-38f, std::numeric_limits<float>::min(), 1e-30f}) {
+    CAPTURE(t);
+    for (const bool filters : {false, true}) {
+      SamplerParams p = plain(t, 77);
+      if (filters) {  // the defaults of `moetier run`
+        p.top_k = 40;
+        p.top_p = 0.95f;
+        p.min_p = 0.05f;
+      }
+      Sampler s(p);
+      const auto h = histogram(s, l, 200);
+      CHECK(keys(h) == std::set<int32_t>{3});
+    }
+  }
+  // The largest finite temperature flattens the distribution but still samples every token.
+  Sampler hot(plain(std::numeric_limits<float>::max(), 5));
+  CHECK(keys(histogram(hot, l, 4000)).size() == kProbs.size());
+}
+
 TEST_CASE("repetition penalty divides positive and multiplies negative logits of recent tokens") {
   // Greedy, so the effect is visible as a change of argmax.
   SamplerParams p = plain(0.0f);
@@ -233,6 +254,9 @@ TEST_CASE("invalid sampler parameters throw moetier::Error") {
   CHECK_THROWS_AS(Sampler(with([](SamplerParams& p) { p.repeat_penalty = 0.0f; })), Error);
   CHECK_THROWS_AS(Sampler(with([](SamplerParams& p) { p.repeat_penalty = -1.0f; })), Error);
   CHECK_THROWS_AS(Sampler(with([&](SamplerParams& p) { p.temperature = nan; })), Error);
+  const float inf = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_AS(Sampler(with([&](SamplerParams& p) { p.temperature = inf; })), Error);
+  CHECK_THROWS_AS(Sampler(with([&](SamplerParams& p) { p.repeat_penalty = inf; })), Error);
   try {
     Sampler bad(with([](SamplerParams& p) { p.top_p = 2.0f; }));
     FAIL("accepted top_p 2");
