@@ -51,9 +51,11 @@ void print_timings(const GenerateStats& st) {
 /// prompt than its piece has, so a prompt of more than n_ctx x (longest piece) bytes needs more than
 /// n_ctx tokens. A small margin covers normalisation (SentencePiece's added leading space).
 void refuse_prompt_that_cannot_fit(const tokenizer::Tokenizer& tok, const std::string& prompt, int64_t n_ctx) {
+  constexpr uint64_t kMarginBytes = 64;
+  // Every piece has at least one byte, so a prompt this short always passes: skip the vocabulary scan.
+  if (prompt.size() <= static_cast<uint64_t>(n_ctx) + kMarginBytes) return;
   size_t longest = 1;
   for (int32_t id = 0; id < tok.n_vocab(); ++id) longest = std::max(longest, tok.piece(id, true).size());
-  constexpr uint64_t kMarginBytes = 64;
   const uint64_t most = static_cast<uint64_t>(n_ctx) * longest + kMarginBytes;
   if (prompt.size() > most)
     fail("prompt is {} bytes: longer than the context of {} tokens can hold (at most {} bytes, with the "
