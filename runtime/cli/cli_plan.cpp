@@ -143,9 +143,7 @@ void register_plan(CLI::App& app) {
     check_tier_options(a->tiers, [sub](const std::string& name) { return sub->count(name) > 0; }, true);
     // Files before the model is opened: inputs regular files, outputs absent or regular files.
     if (!a->out.empty()) check_output_file(a->out, "placement plan (-o)");
-    if (!a->tiers.save_plan.empty()) check_output_file(a->tiers.save_plan, "placement plan (--save-plan)");
-    if (!a->tiers.plan.empty()) check_input_file(a->tiers.plan, "placement plan (--plan)");
-    if (!a->tiers.trace.empty()) check_input_file(a->tiers.trace, "routing trace (--trace)");
+    check_tier_files(a->tiers);
     std::vector<NamedFile> inputs;
     for (const auto& part : model_part_paths(a->model)) inputs.push_back({"-m", part});
     inputs.push_back({"--plan", a->tiers.plan});

@@ -70,9 +70,7 @@ void run(const RunOptions& o) {
   // Files: inputs must be regular files, outputs absent or regular files (common/file_io.hpp).
   if (!o.dump_logits.empty()) check_output_file(o.dump_logits, "logits (--dump-logits)");
   if (!o.record_routing.empty()) check_output_file(o.record_routing, "routing trace (--record-routing)");
-  if (!o.tiers.save_plan.empty()) check_output_file(o.tiers.save_plan, "placement plan (--save-plan)");
-  if (!o.tiers.plan.empty()) check_input_file(o.tiers.plan, "placement plan (--plan)");
-  if (!o.tiers.trace.empty()) check_input_file(o.tiers.trace, "routing trace (--trace)");
+  check_tier_files(o.tiers);
   {
     std::vector<NamedFile> inputs;
     for (const auto& part : model_part_paths(o.model)) inputs.push_back({"-m", part});

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "common/error.hpp"
+#include "common/file_io.hpp"
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/models/size_breakdown.hpp"
@@ -38,6 +39,12 @@ void add_tier_options(CLI::App& sub, TierOptions& o) {
       ->check(in_range(1, 4096));
   sub.add_flag("--no-prefetch", o.no_prefetch, "Do not predict and prefetch the next layer's experts");
   sub.add_flag("-v,--verbose", o.verbose, "Print the plan in force and per-layer cache statistics");
+}
+
+void check_tier_files(const TierOptions& o) {
+  if (!o.save_plan.empty()) check_output_file(o.save_plan, "placement plan (--save-plan)");
+  if (!o.plan.empty()) check_input_file(o.plan, "placement plan (--plan)");
+  if (!o.trace.empty()) check_input_file(o.trace, "routing trace (--trace)");
 }
 
 uint64_t parse_bytes(const std::string& text, const std::string& what) {

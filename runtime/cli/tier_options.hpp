@@ -34,6 +34,10 @@ struct TierOptions {
 /// Adds the options above to `sub`.
 void add_tier_options(CLI::App& sub, TierOptions& o);
 
+/// Checks the tier options' files before a model is opened: --save-plan absent or a regular file,
+/// --plan and --trace regular files (common/file_io.hpp); throws Error naming the option.
+void check_tier_files(const TierOptions& o);
+
 /// Parses "8GiB", "512MiB", "1.5GB", "4096" (bytes). Binary (KiB, MiB, GiB, TiB) and decimal (KB, MB,
 /// GB, TB) suffixes, case-insensitive. Throws Error naming `what` on anything else.
 uint64_t parse_bytes(const std::string& text, const std::string& what);
