@@ -1,5 +1,6 @@
 #include "common/ggml_type.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <utility>
@@ -53,6 +54,11 @@ std::optional<GgmlType> ggml_type_from_name(std::string_view name) {
     if (same) return static_cast<GgmlType>(e.id);
   }
   return std::nullopt;
+}
+
+uint32_t ggml_type_alignment(GgmlType type) {
+  const uint32_t size = ggml_type_info(type).type_size;
+  return std::min<uint32_t>(size & (~size + 1), 8);
 }
 
 uint64_t ggml_row_bytes(GgmlType type, uint64_t n_elements) {

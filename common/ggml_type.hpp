@@ -37,6 +37,11 @@ std::string_view ggml_type_name(GgmlType type);
 /// Parses a ggml type name (case-insensitive, "q4_k" or "Q4_K"); std::nullopt if unknown.
 std::optional<GgmlType> ggml_type_from_name(std::string_view name);
 
+/// Byte alignment a tensor of `type` needs for its elements / blocks to be read in place: the largest power
+/// of two dividing the block size in bytes, at most 8 (F32 4, F16 / BF16 / Q8_0 / Q4_K 2..8, MXFP4 1).
+/// The GGUF reader refuses a tensor whose data does not start at such a multiple.
+uint32_t ggml_type_alignment(GgmlType type);
+
 /// Bytes of a row of n_elements of `type`; n_elements must be a multiple of the block size (checked by
 /// callers that handle untrusted input: see ggml_row_bytes_checked in runtime/gguf).
 uint64_t ggml_row_bytes(GgmlType type, uint64_t n_elements);

@@ -6,6 +6,8 @@
 # builds each seed corpus (gguf: synthetic files from gguf_seed_gen, shrunk copies of ../shared/models and
 # their first 64 KiB; load: micro synth models of every architecture from load_seed_gen), runs at low
 # priority and prints each target's execution count.
+# MOETIER_FUZZ_SEED=N fixes libFuzzer's random seed (scripts/test.sh uses 1, so CI explores the same
+# inputs on every run of the same code; a slower machine explores a prefix of them).
 # Exit status: 0 when no target found a crash; a crashing input is kept in fuzz/corpus-<target>/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,9 @@ for t in "${targets[@]}"; do
   fi
   echo "fuzz_$t: $(ls "$work/seeds" | wc -l) seeds, running ${secs}s"
   set +e
-  nice -n 19 "build-fuzz/fuzz/fuzz_$t" -max_total_time="$secs" -max_len=$max_len -rss_limit_mb=2048 -timeout=20 \
+  seed_arg=()
+  [ -n "${MOETIER_FUZZ_SEED:-}" ] && seed_arg=(-seed="$MOETIER_FUZZ_SEED")
+  nice -n 19 "build-fuzz/fuzz/fuzz_$t" "${seed_arg[@]}" -max_total_time="$secs" -max_len=$max_len -rss_limit_mb=2048 -timeout=20 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/corpus" "$work/seeds" >"$work/log.txt" 2>&1
   rc=$?
   set -e

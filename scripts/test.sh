@@ -16,7 +16,7 @@ if [ "${MOETIER_SKIP_SANITIZE:-0}" != "1" ]; then
     meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 || status=1
 fi
 if [ "${MOETIER_SKIP_FUZZ:-0}" != "1" ]; then
-  bash fuzz/run.sh "${MOETIER_FUZZ_SECONDS:-60}" gguf load || { echo "test.sh: the fuzz stage failed (above)"; status=1; }
+  MOETIER_FUZZ_SEED=${MOETIER_FUZZ_SEED:-1} bash fuzz/run.sh "${MOETIER_FUZZ_SECONDS:-60}" gguf load || { echo "test.sh: the fuzz stage failed (above)"; status=1; }
 fi
 python3 scripts/summarize_tests.py build/meson-logs/testlog.json \
   $( [ -f build-asan/meson-logs/testlog.json ] && [ "${MOETIER_SKIP_SANITIZE:-0}" != "1" ] && echo build-asan/meson-logs/testlog.json ) || status=1

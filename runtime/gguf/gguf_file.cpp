@@ -255,6 +255,11 @@ GgufFile parse_gguf(std::span<const std::byte> bytes, const std::string& path) {
         end > f.file_size)
       fail("{}: tensor {}: data outside the file (offset {}, size {}, file {} bytes)", path, t.name,
            f.data_offset + t.offset, t.n_bytes, f.file_size);
+    // Kernels read elements and blocks in place (fp16 scales, f32 values): a data start that is not a
+    // multiple of the type's alignment (possible with a small general.alignment) would be misaligned.
+    if (const uint32_t al = ggml_type_alignment(t.type); abs % al != 0)
+      fail("{}: tensor {}: data at file offset {} is not a multiple of {} bytes (the alignment {} blocks need)",
+           path, t.name, abs, al, ggml_type_name(t.type));
     t.offset = abs;
   }
   // A tensor must end before the next begins (tensors have shipped that overran their neighbour).

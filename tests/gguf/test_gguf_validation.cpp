@@ -403,6 +403,21 @@ TEST_CASE("general.alignment: power of two required, custom alignment honoured")
     put_at<uint64_t>(c, tensor_info_at(c, "tensor_b.weight").offset, 1024 + 32);
     check_msg(parse_error(c, "align64bad.gguf"), {"align64bad.gguf", "tensor_b.weight", "not a multiple of general.alignment 64"});
   }
+  SUBCASE("alignment 1 cannot put a tensor's blocks at a misaligned address") {
+    // general.alignment 1 permits any offset; F32 values or Q8_0 blocks (fp16 scales) at an address that
+    // is not a multiple of 4 / 2 would be read misaligned (undefined behaviour the fuzzer found).
+    Bytes b = base_bytes(1);
+    const test::TensorInfoAt a_at = tensor_info_at(b, "tensor_a.weight"), b_at = tensor_info_at(b, "tensor_b.weight");
+    const uint64_t data = b_at.offset + 8;  // alignment 1: the data section follows the last tensor info
+    put_at<uint64_t>(b, a_at.offset, data % 4 == 0 ? 2 : 4 - data % 4 + 2);  // F32 at 2 mod 4
+    check_msg(parse_error(b, "oddf32.gguf"), {"oddf32.gguf", "tensor tensor_a.weight", "not a multiple of 4 bytes", "F32"});
+    put_at<uint64_t>(b, a_at.offset, (4 - data % 4) % 4);                     // F32 aligned now
+    const uint64_t rel = data % 2 == 0 ? 1023 : 1022;                        // Q8_0 at an odd address
+    put_at<uint64_t>(b, b_at.offset, rel);
+    check_msg(parse_error(b, "odd.gguf"), {"odd.gguf", "tensor tensor_b.weight",
+                                           fmt::format("file offset {} is not a multiple of 2 bytes", data + rel),
+                                           "Q8_0"});
+  }
 }
 
 TEST_CASE("every truncation of a valid file is an Error, never a crash") {
