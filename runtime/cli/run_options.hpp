@@ -32,7 +32,7 @@ struct RunOptions {
   bool json = false;
   std::string dump_logits;
   std::string record_routing;  // --record-routing FILE (JSONL)
-  int64_t gemm_min_batch = 32;  // --gemm-min-batch (0: never; see models::LinearExec::batch)
+  int64_t gemm_min_batch = 32;  // --gemm-min-batch (0: never; see sched::LinearExec::batch)
   TierOptions tiers;
 };
 

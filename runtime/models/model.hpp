@@ -13,7 +13,7 @@
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/hparams.hpp"
 #include "cpu/ops.hpp"
-#include "runtime/models/linear.hpp"
+#include "scheduler/linear_exec.hpp"
 #include "runtime/models/moe_ffn.hpp"
 
 namespace moetier::models {

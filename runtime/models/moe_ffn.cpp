@@ -4,62 +4,11 @@
 #include <cmath>
 
 #include "common/error.hpp"
-#include "cpu/ops.hpp"
-#include "cpu/vec_dot.hpp"
 
 namespace moetier::models {
 
-void FfnExec::ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path,
-                       bool same_input) {
-  const int64_t n_ff = w.gate.n_out;
-  gate_.resize(static_cast<size_t>(m * n_ff));
-  up_.resize(static_cast<size_t>(m * n_ff));
-  // Routed experts (kVecDot: ggml's mul_mat_id) take the prefill GEMM for large per-expert batches;
-  // dense and shared FFNs keep ggml's mul_mat order.
-  const bool routed = path == cpu::F32Path::kVecDot;
-  if (routed && lin_.takes_gemm(w.gate, m)) {
-    lin_.batch(w.gate, x, m, gate_.data(), path);
-    lin_.batch(w.up, x, m, up_.data(), path);
-  } else {
-    // x quantised once for gate and up (and, for same_input, kept for the next expert of the layer); both
-    // matrices in one dispatch when they take the same activations.
-    const GgmlType at = cpu::vec_dot_type_for(w.gate.type);
-    if (!(same_input && xq_valid_ && xq_.type() == at && xq_.n_tokens() == m && xq_.n_in() == w.gate.n_in &&
-          w.gate.type != GgmlType::F32)) {
-      LinearExec::quantize(w.gate.type, x, m, w.gate.n_in, xq_, path);
-      xq_valid_ = same_input;
-    }
-    const bool pair = w.up.type != GgmlType::F32 && cpu::vec_dot_type_for(w.up.type) == at && w.up.n_in == w.gate.n_in;
-    lin_.apply_pair(w.gate, pair ? &w.up : nullptr, xq_, gate_.data(), up_.data());
-    if (!pair) lin_(w.up, x, m, up_.data(), path);
-  }
-  for (int64_t t = 0; t < m; ++t) {
-    float* g = gate_.data() + t * n_ff;
-    float* u = up_.data() + t * n_ff;
-    if (w.gate_bias)
-      for (int64_t i = 0; i < n_ff; ++i) g[i] += w.gate_bias[i];
-    if (w.up_bias)
-      for (int64_t i = 0; i < n_ff; ++i) u[i] += w.up_bias[i];
-    if (act == FfnAct::SwiGLU) {
-      cpu::swiglu(g, u, g, n_ff);
-    } else {
-      // gpt-oss: x = min(g, 7); y = clamp(u, -7, 7); out = x * sigmoid(1.702 x) * (y + 1)
-      for (int64_t i = 0; i < n_ff; ++i) {
-        const float a = std::min(g[i], 7.0f);
-        const float b = std::clamp(u[i], -7.0f, 7.0f);
-        g[i] = a / (1.0f + std::exp(-1.702f * a)) * (b + 1.0f);
-      }
-    }
-  }
-  if (routed) lin_.batch(w.down, gate_.data(), m, y, path);
-  else lin_(w.down, gate_.data(), m, y, path);
-  if (w.down_bias)
-    for (int64_t t = 0; t < m; ++t)
-      for (int64_t i = 0; i < w.down.n_out; ++i) y[t * w.down.n_out + i] += w.down_bias[i];
-}
-
 void FfnExec::dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act) {
-  ffn_rows(w, x, n_tokens, y, act, cpu::F32Path::kMulMat);
+  cpu_ffn_.run(w, x, n_tokens, y, act, sched::FfnKind::Dense);
 }
 
 void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, const float* x, int64_t n_tokens,
@@ -86,7 +35,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
   // Expert-major: gather each expert's tokens, one FFN per expert, scatter its rows back to their slots.
   batches_.build(routing_);
   slots_.resize(static_cast<size_t>(n_tokens * k * n_embd));
-  xq_valid_ = false;  // a new layer's input
+  cpu_ffn_.new_input();  // a new layer's input
   experts.begin(layer, batches_.experts());
   FfnWeights fw;
   for (int32_t e; (e = experts.next(fw)) >= 0;) {
@@ -99,7 +48,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
       std::copy_n(x + batches_.token_of(slots[r]) * n_embd, n_embd, gathered_.data() + r * n_embd);
     out_rows_.resize(static_cast<size_t>(m * n_embd));
     // With one token every expert of the layer multiplies the same row: its quantisation is reused.
-    ffn_rows(fw, gathered_.data(), m, out_rows_.data(), act, cpu::F32Path::kVecDot, n_tokens == 1);
+    cpu_ffn_.run(fw, gathered_.data(), m, out_rows_.data(), act, sched::FfnKind::Routed, n_tokens == 1);
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(out_rows_.data() + r * n_embd, n_embd, slots_.data() + static_cast<int64_t>(slots[r]) * n_embd);
   }
@@ -119,7 +68,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, c
 
   if (w.has_shared) {
     shared_out_.resize(static_cast<size_t>(n_tokens * n_embd));
-    ffn_rows(w.shared, x, n_tokens, shared_out_.data(), act, cpu::F32Path::kMulMat);
+    cpu_ffn_.run(w.shared, x, n_tokens, shared_out_.data(), act, sched::FfnKind::Dense);
     if (w.shared_gate.valid()) {
       sg_.resize(static_cast<size_t>(n_tokens));
       lin_(w.shared_gate, x, n_tokens, sg_.data());

@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "runtime/models/expert_provider.hpp"
-#include "runtime/models/linear.hpp"
+#include "scheduler/cpu_ffn.hpp"
+#include "scheduler/linear_exec.hpp"
 #include "runtime/models/router.hpp"
 #include "runtime/models/routing_layout.hpp"
 #include "runtime/models/weights.hpp"
@@ -37,12 +38,12 @@ struct RoutingRecord {
   std::vector<float> logits;
 };
 
-/// Activation function of the expert FFN.
-enum class FfnAct { SwiGLU, SwiGLUClampedOss };
+using sched::FfnAct;
+using sched::LinearExec;
 
 class FfnExec {
  public:
-  explicit FfnExec(LinearExec& lin) : lin_(lin) {}
+  explicit FfnExec(LinearExec& lin) : lin_(lin), cpu_ffn_(lin) {}
 
   /// y [n_tokens, n_embd] (written) = dense FFN of x [n_tokens, n_embd].
   void dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act = FfnAct::SwiGLU);
@@ -53,15 +54,9 @@ class FfnExec {
            int64_t n_embd, float* y, RoutingRecord* record, FfnAct act = FfnAct::SwiGLU);
 
  private:
-  /// path: kVecDot for routed experts (ggml mul_mat_id), kMulMat for dense and shared FFNs.
-  /// same_input: x holds the same rows as in the previous call since the last reset of xq_valid_ (decode:
-  /// every expert of a layer sees the one token), so its quantisation may be reused.
-  void ffn_rows(const FfnWeights& w, const float* x, int64_t m, float* y, FfnAct act, cpu::F32Path path,
-                bool same_input = false);
   LinearExec& lin_;
-  cpu::ActivationBuffer xq_;  // x quantised for the current FFN's gate / up
-  bool xq_valid_ = false;
-  std::vector<float> gate_, up_, logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
+  sched::CpuFfn cpu_ffn_;
+  std::vector<float> logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
   TokenRouting routing_;   // token-major, from the router
   ExpertBatches batches_;  // expert-major, for the expert FFNs
 };

@@ -8,20 +8,13 @@
 #include <string>
 
 #include "common/ggml_type.hpp"
+#include "common/weight_view.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 
 namespace moetier::models {
 
-/// W [n_out, n_in] of `type`: row o starts at data + o * row_bytes (row_bytes = ggml_row_bytes(type, n_in)).
-struct Weight {
-  GgmlType type = GgmlType::F32;
-  const std::byte* data = nullptr;
-  int64_t n_out = 0;
-  int64_t n_in = 0;
-  uint64_t row_bytes = 0;
-  bool valid() const { return data != nullptr; }
-  uint64_t bytes() const { return row_bytes * static_cast<uint64_t>(n_out); }
-};
+/// W [n_out, n_in] in host memory (common/weight_view.hpp): the models' weights are all mmapped GGUF bytes.
+using Weight = HostWeight;
 
 /// A 1-D f32 vector (norm weights, biases); throws Error if the tensor is not F32 of length n.
 const float* vector_f32(const gguf::GgufModel& m, const std::string& name, int64_t n);
@@ -49,13 +42,8 @@ struct StackedWeight {
 /// 3-D weight `name` with shape {n_mat, n_out, n_in}; Error on mismatch / unsupported type.
 StackedWeight weight_3d(const gguf::GgufModel& m, const std::string& name, int64_t n_mat, int64_t n_out, int64_t n_in);
 
-/// One SwiGLU FFN: out = down(silu(gate x) * up x). Biases (gpt-oss) optional.
-struct FfnWeights {
-  Weight gate, up, down;
-  const float* gate_bias = nullptr;  // [n_ff]
-  const float* up_bias = nullptr;    // [n_ff]
-  const float* down_bias = nullptr;  // [n_embd]
-};
+/// One SwiGLU FFN in host memory: out = down(silu(gate x) * up x). Biases (gpt-oss) optional.
+using FfnWeights = HostFfn;
 
 /// True for the weight types moetier computes with.
 bool is_supported_weight_type(GgmlType t);

@@ -15,7 +15,7 @@
 #include "cpu/ops.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/hparams.hpp"
-#include "runtime/models/linear.hpp"
+#include "scheduler/linear_exec.hpp"
 #include "runtime/models/router.hpp"
 #include "runtime/models/weights.hpp"
 #include "tests/models/golden_util.hpp"
@@ -114,7 +114,7 @@ TEST_CASE("ggml-exact ops: qwen3moe (NEOX RoPE, per-head QK norm, GQA, softmax r
   Model m(stem);
   Dump d(stem);
   const int64_t n = d.n_tokens(), E = m.hp.n_embd, H = m.hp.n_head, HKV = m.hp.n_head_kv, D = m.hp.head_dim_k;
-  models::LinearExec lin;
+  sched::LinearExec lin;
   for (int il = 0; il < m.hp.n_layer; ++il) {
     CAPTURE(il);
     const std::string s = fmt::format("-{}", il);
@@ -173,7 +173,7 @@ TEST_CASE("ggml-exact ops: mixtral F32 (NORM RoPE, tinyBLAS projections, vec_dot
   Model m(stem);
   Dump d(stem);
   const int64_t n = d.n_tokens(), E = m.hp.n_embd, H = m.hp.n_head, HKV = m.hp.n_head_kv, D = m.hp.head_dim_k;
-  models::LinearExec lin;
+  sched::LinearExec lin;
   for (int il = 0; il < m.hp.n_layer; ++il) {
     CAPTURE(il);
     const std::string s = fmt::format("-{}", il);
@@ -221,7 +221,7 @@ TEST_CASE("ggml-exact ops: deepseek2 F32 (YaRN RoPE, MLA absorbed attention, sig
   const auto& hp = m.hp;
   const int64_t n = d.n_tokens(), H = hp.n_head, nope = hp.qk_nope_dim, rope = hp.qk_rope_dim;
   const int64_t lora = hp.kv_lora_rank, vd = hp.v_head_dim_mla, dq = nope + rope, kw = lora + rope;
-  models::LinearExec lin;
+  sched::LinearExec lin;
   for (int il = 0; il < hp.n_layer; ++il) {
     CAPTURE(il);
     const std::string s = fmt::format("-{}", il);

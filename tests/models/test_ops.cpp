@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cpu/ops.hpp"
-#include "runtime/models/linear.hpp"
+#include "scheduler/linear_exec.hpp"
 #include "runtime/models/weights.hpp"
 
 using namespace moetier;
@@ -436,7 +436,7 @@ TEST_CASE("MLA: absorbed attention over the latent cache equals the naive decomp
   const float scale = 1.0f / std::sqrt(static_cast<float>(dq));
 
   // Absorbed form with the library's pieces (LinearExec for the per-head projections).
-  models::LinearExec lin;
+  sched::LinearExec lin;
   std::vector<float> qabs(static_cast<size_t>(n_tok * nh * kw));
   std::vector<float> nope_in(static_cast<size_t>(n_tok * nope)), lat_h(static_cast<size_t>(n_tok * lora));
   for (int64_t h = 0; h < nh; ++h) {

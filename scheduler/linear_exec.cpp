@@ -1,4 +1,4 @@
-#include "runtime/models/linear.hpp"
+#include "scheduler/linear_exec.hpp"
 
 #include "common/half.hpp"
 #include "cpu/dequant.hpp"
@@ -6,7 +6,7 @@
 #include "cpu/prefill_gemm.hpp"
 #include "scheduler/thread_pool.hpp"
 
-namespace moetier::models {
+namespace moetier::sched {
 
 struct LinearExec::Impl {
   cpu::ActivationBuffer act;
@@ -15,7 +15,7 @@ struct LinearExec::Impl {
   std::vector<uint16_t> x_bf16;                                // ... rounded to bf16 for bf16 tiles
 };
 
-LinearExec::LinearExec() : impl_(std::make_unique<Impl>()) {}
+LinearExec::LinearExec(ThreadPool* pool) : impl_(std::make_unique<Impl>()), pool_(pool) {}
 LinearExec::~LinearExec() = default;
 
 namespace {
@@ -26,7 +26,7 @@ constexpr int64_t kMinParallelQuantize = 1 << 14;
 void LinearExec::quantize(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
                           cpu::ActivationBuffer& act, cpu::F32Path f32_path) {
   cpu::prepare_activations(weight_type, n_tokens, n_in, act, f32_path);
-  sched::ThreadPool& pool = sched::global_pool();
+  ThreadPool& pool = pool_ ? *pool_ : global_pool();
   if (pool.size() == 1 || n_tokens < 2 || n_tokens * n_in < kMinParallelQuantize) {
     cpu::quantize_activation_rows(x, 0, n_tokens, act);
     return;
@@ -34,16 +34,16 @@ void LinearExec::quantize(GgmlType weight_type, const float* x, int64_t n_tokens
   pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) { cpu::quantize_activation_rows(x, b, e, act); });
 }
 
-void LinearExec::operator()(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
+void LinearExec::operator()(const HostWeight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
   quantize(w.type, x, n_tokens, w.n_in, impl_->act, f32_path);
   apply(w, impl_->act, y);
 }
 
-void LinearExec::apply(const Weight& w, const cpu::ActivationBuffer& act, float* y) {
+void LinearExec::apply(const HostWeight& w, const cpu::ActivationBuffer& act, float* y) {
   apply_pair(w, nullptr, act, y, nullptr);
 }
 
-void LinearExec::apply_pair(const Weight& w1, const Weight* w2, const cpu::ActivationBuffer& act, float* y1,
+void LinearExec::apply_pair(const HostWeight& w1, const HostWeight* w2, const cpu::ActivationBuffer& act, float* y1,
                             float* y2) {
   const int64_t n1 = w1.n_out, n2 = w2 ? w2->n_out : 0, n_tokens = act.n_tokens();
   cpu::check_gemm_rows(w1.type, w1.n_in, act, n1, 0, n1);
@@ -55,7 +55,7 @@ void LinearExec::apply_pair(const Weight& w1, const Weight* w2, const cpu::Activ
   };
   // Below ~64 K multiply-adds a dispatch to the pool costs more than it saves.
   constexpr int64_t kMinParallelWork = 1 << 16;
-  sched::ThreadPool& pool = sched::global_pool();
+  ThreadPool& pool = pool_ ? *pool_ : global_pool();
   if (pool.size() == 1 || (n1 + n2) * w1.n_in * n_tokens < kMinParallelWork || n1 + n2 < 32) {
     rows(0, n1 + n2);
     return;
@@ -63,11 +63,11 @@ void LinearExec::apply_pair(const Weight& w1, const Weight* w2, const cpu::Activ
   pool.parallel_for(n1 + n2, cpu::kGemmRowAlign, [&](int64_t begin, int64_t end, int) { rows(begin, end); });
 }
 
-bool LinearExec::takes_gemm(const Weight& w, int64_t n_tokens) const {
+bool LinearExec::takes_gemm(const HostWeight& w, int64_t n_tokens) const {
   return gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type);
 }
 
-void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
+void LinearExec::batch(const HostWeight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {
   if (!takes_gemm(w, n_tokens)) {
     (*this)(w, x, n_tokens, y, f32_path);
     return;
@@ -79,7 +79,7 @@ void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float*
   impl_->x_values.resize(static_cast<size_t>(n_tokens * k));
   const cpu::MatmulType tile = cpu::prefill_tile_type();
   if (tile == cpu::MatmulType::BF16) impl_->x_bf16.resize(impl_->x_values.size());
-  sched::ThreadPool& pool = sched::global_pool();
+  ThreadPool& pool = pool_ ? *pool_ : global_pool();
   pool.parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
     cpu::activation_values(impl_->act, impl_->x_values.data(), b, e);
     if (tile == cpu::MatmulType::BF16)
@@ -94,8 +94,8 @@ void LinearExec::batch(const Weight& w, const float* x, int64_t n_tokens, float*
   });
 }
 
-void LinearExec::get_row(const Weight& w, int64_t row, float* out) {
+void LinearExec::get_row(const HostWeight& w, int64_t row, float* out) {
   cpu::dequantize_row(w.type, w.data + static_cast<uint64_t>(row) * w.row_bytes, out, w.n_in);
 }
 
-}  // namespace moetier::models
+}  // namespace moetier::sched

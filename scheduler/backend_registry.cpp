@@ -1,0 +1,32 @@
+#include "scheduler/backend_registry.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+
+#include "common/error.hpp"
+
+namespace moetier::sched {
+
+// Factories, defined in each backend's file.
+std::unique_ptr<DeviceBackend> make_sim_backend(const DeviceSpec& spec);
+
+namespace {
+// One line per device backend.
+constexpr std::array kDeviceBackends{
+    DeviceBackendEntry{"sim", "simulated device: host memory with a capacity, a paced copy engine and a stream thread computing with the CPU kernels", make_sim_backend},
+};
+}  // namespace
+
+std::span<const DeviceBackendEntry> device_backends() { return kDeviceBackends; }
+
+std::unique_ptr<DeviceBackend> make_device_backend(const DeviceSpec& spec) {
+  std::string known;
+  for (const DeviceBackendEntry& e : kDeviceBackends) {
+    if (e.kind == spec.kind) return e.make(spec);
+    known += fmt::format("{}{}", known.empty() ? "" : ", ", e.kind);
+  }
+  fail("no device backend \"{}\" in this build (registered: {})", spec.kind, known);
+}
+
+}  // namespace moetier::sched
