@@ -8,7 +8,7 @@
 
 namespace moetier::offload {
 
-uint32_t ExpertCatalog::add(ExpertId id, std::vector<ByteRange> ranges) {
+uint32_t ExpertCatalog::add(ExpertId id, std::vector<ByteRange> ranges, HostFfn layout) {
   if (id.layer < 0 || id.expert < 0) fail("expert catalog: invalid expert id ({}, {})", id.layer, id.expert);
   const auto index = static_cast<uint32_t>(ids_.size());
   if (!index_.emplace(id, index).second) fail("expert catalog: {} added twice", to_string(id));
@@ -16,6 +16,8 @@ uint32_t ExpertCatalog::add(ExpertId id, std::vector<ByteRange> ranges) {
   n_layers_ = std::max(n_layers_, id.layer + 1);
   ids_.push_back(id);
   ranges_.push_back(std::move(ranges));
+  layout.gate.data = layout.up.data = layout.down.data = nullptr;
+  layouts_.push_back(layout);
   return index;
 }
 

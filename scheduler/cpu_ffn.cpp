@@ -3,11 +3,21 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "common/error.hpp"
+#include "cpu/kernel_registry.hpp"
 #include "cpu/ops.hpp"
 #include "cpu/vec_dot.hpp"
 
 namespace moetier::sched {
+
+std::optional<std::string> cpu_ffn_declines(GgmlType weight_type, MemoryKind kind) {
+  if (kind == MemoryKind::Device) return std::string("device memory is not readable by CPU kernels");
+  if (!cpu::select_gemv(weight_type, 1, cpu::Isa::kScalar))
+    return fmt::format("no CPU kernel for {} weights", ggml_type_name(weight_type));
+  return std::nullopt;
+}
 
 void CpuFfn::run(const HostFfn& w, const float* x, int64_t m, float* y, FfnAct act, FfnKind kind, bool same_input) {
   const int64_t n_ff = w.gate.n_out;
@@ -30,7 +40,7 @@ void CpuFfn::run(const HostFfn& w, const float* x, int64_t m, float* y, FfnAct a
     if (!(same_input && xq_valid_ && xq_.type() == at && xq_.n_tokens() == m && xq_.n_in() == w.gate.n_in &&
           w.gate.type != GgmlType::F32)) {
       lin_.quantize(w.gate.type, x, m, w.gate.n_in, xq_, path);
-      xq_valid_ = same_input;
+      xq_valid_ = true;
     }
     const bool pair = w.up.type != GgmlType::F32 && cpu::vec_dot_type_for(w.up.type) == at && w.up.n_in == w.gate.n_in;
     lin_.apply_pair(w.gate, pair ? &w.up : nullptr, xq_, gate_.data(), up_.data());

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/weight_view.hpp"
@@ -26,6 +28,10 @@ enum class FfnKind : uint8_t {
   Routed,  ///< a routed expert: ggml_mul_mat_id (F32 weights: kVecDot), the prefill GEMM for >= gemm_min_tokens rows
   Dense,   ///< a shared expert or a dense layer's FFN: ggml_mul_mat (F32 weights: kMulMat)
 };
+
+/// std::nullopt when CpuFfn can compute with matrices of `weight_type` held in memory of kind `kind`;
+/// otherwise why not ("device memory is not readable by CPU kernels", "no CPU kernel for IQ2_XXS").
+std::optional<std::string> cpu_ffn_declines(GgmlType weight_type, MemoryKind kind);
 
 class CpuFfn {
  public:

@@ -117,7 +117,7 @@ std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const T
     std::fprintf(stderr, "\nmoetier: memory:\n%s", tiered::memory_table(parts, budget).c_str());
   }
   if (parts_out) *parts_out = parts;
-  model.set_expert_provider(tiers.get());
+  model.set_streamed_experts(tiers.get());
   return tiers;
 }
 

@@ -7,6 +7,7 @@
 // DeepSeek-V2 paper section 2.1 (MLA).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"

@@ -4,6 +4,7 @@
 // Source: llama.cpp src/models/{llama,qwen2moe,qwen3moe,olmoe}.cpp.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.hpp"

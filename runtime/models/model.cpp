@@ -181,27 +181,8 @@ void Model::load_common() {
     }
   }
   auto lookup = [this](int32_t layer, int32_t expert) { return resident_expert(layer, expert); };
-  resident_ = std::make_unique<ResidentExperts<decltype(lookup)>>(lookup);
-  provider_ = resident_.get();
-}
-
-void Model::predict_next_layer(int il, int64_t rows) {
-  // Apply layer il+1's router to this layer's FFN input (the hidden state we have now) and ask the
-  // provider to start loading the experts it picks (KTransformers / Pre-gated MoE style prefetch).
-  if (il + 1 >= hp_.n_layer || !layers_[il + 1].moe) return;
-  const MoeWeights& next = layers_[il + 1].moe_w;
-  const int64_t n_exp = next.cfg.n_expert, k = next.cfg.n_used;
-  pred_logits_.resize(static_cast<size_t>(rows * n_exp));
-  lin_(next.router, cur_.data(), rows, pred_logits_.data());
-  pred_ids_.resize(static_cast<size_t>(k));
-  pred_w_.resize(static_cast<size_t>(k));
-  pred_scratch_.resize(static_cast<size_t>(3 * n_exp + 64));
-  for (int64_t t = 0; t < rows; ++t) {
-    route_token(next.cfg, pred_logits_.data() + t * n_exp, pred_ids_.data(), pred_w_.data(), pred_scratch_.data());
-    for (int32_t e : pred_ids_)
-      if (std::find(predicted_.begin(), predicted_.end(), e) == predicted_.end()) predicted_.push_back(e);
-  }
-  provider_->predict(il + 1, predicted_);
+  resident_ = std::make_unique<sched::ResidentExperts<decltype(lookup)>>(lookup);
+  executor_.set_resident(resident_.get());
 }
 
 FfnWeights Model::resident_expert(int32_t layer, int32_t expert) const {
@@ -268,22 +249,13 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
       cpu::rms_norm(x_.data() + t * n_embd, L.ffn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
     if (L.moe) {
       RoutingRecord* rec = opt.routing ? &(*opt.routing)[il] : nullptr;
-      if (!predicted_.empty() && provider_->wants_prediction()) {
-        // Score the prediction made at the previous layer against this layer's routing.
-        RoutingRecord tmp;
-        RoutingRecord* r = rec ? rec : &tmp;
-        ffn_.moe(L.moe_w, il, *provider_, cur_.data(), rows, n_embd, ffn_out_.data(), r, ffn_act_);
-        for (int32_t e : predicted_)
-          pred_stats_.correct += std::find(r->ids.begin(), r->ids.end(), e) != r->ids.end();
-        pred_stats_.predicted += predicted_.size();
-      } else {
-        ffn_.moe(L.moe_w, il, *provider_, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
-      }
+      ffn_.moe(L.moe_w, il, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
       if (rec) rec->first_token = n - rows;
-      predicted_.clear();
-      if (provider_->wants_prediction()) predict_next_layer(il, rows);
+      // Apply the next layer's router to this hidden state so a streaming source starts its reads early.
+      if (executor_.wants_prediction() && il + 1 < hp_.n_layer && layers_[il + 1].moe)
+        ffn_.predict(layers_[il + 1].moe_w, il + 1, cur_.data(), rows);
     } else {
-      ffn_.dense(L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
+      ffn_.dense(il, L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
     }
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
     if constexpr (kCheckEachLayer) check_finite(x_.data(), rows, n_embd, "hidden state", il);

@@ -64,15 +64,16 @@ class Model {
   /// Matrix products computed by the prefill GEMM so far (profiling and tests).
   uint64_t prefill_gemm_matmuls() const { return lin_.gemm_matmuls(); }
 
-  /// Replaces how routed experts are obtained (the tiered expert store installs itself here; nullptr
-  /// restores the resident provider). `p` must outlive its use.
-  void set_expert_provider(ExpertProvider* p) { provider_ = p ? p : resident_.get(); }
-  /// Prediction statistics of the next-layer prefetch (only counted while a provider wants them).
-  struct PredictionStats {
-    uint64_t predicted = 0;  // expert ids predicted for a layer
-    uint64_t correct = 0;    // of those, actually routed to by the batch
-  };
-  const PredictionStats& prediction_stats() const { return pred_stats_; }
+  /// The MoE executor: where routed experts' bytes come from (the resident source is installed at
+  /// load; the tiered store installs a streaming source), the device backend, statistics.
+  sched::MoeExecutor& executor() { return executor_; }
+  const sched::MoeExecutor& executor() const { return executor_; }
+  /// Installs a streaming expert source (the tiered store: experts homed on NVMe); nullptr removes it,
+  /// so every expert is read from the mmapped file again. `s` must outlive its use.
+  void set_streamed_experts(sched::ExpertSource* s) { executor_.set_streamed(s); }
+  /// Prediction statistics of the next-layer prefetch (only counted while a source wants them).
+  using PredictionStats = sched::MoeExecutor::PredictionStats;
+  const PredictionStats& prediction_stats() const { return executor_.prediction_stats(); }
   /// The resident lookup (slices of the mmapped stacked tensors).
   FfnWeights resident_expert(int32_t layer, int32_t expert) const;
 
@@ -94,7 +95,8 @@ class Model {
   const gguf::GgufModel& gguf_;
   ModelHparams hp_;
   LinearExec lin_;
-  FfnExec ffn_{lin_};
+  sched::MoeExecutor executor_{lin_};
+  FfnExec ffn_{lin_, executor_};
   FfnAct ffn_act_ = FfnAct::SwiGLU;
   std::string attn_norm_name_ = "attn_norm";
 
@@ -112,12 +114,7 @@ class Model {
   Weight tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<LayerFfn> layers_;
-  std::unique_ptr<ExpertProvider> resident_;
-  ExpertProvider* provider_ = nullptr;
-  PredictionStats pred_stats_;
-  std::vector<int32_t> predicted_, pred_ids_;
-  std::vector<float> pred_logits_, pred_w_, pred_scratch_;
-  void predict_next_layer(int il, int64_t rows);
+  std::unique_ptr<sched::ExpertSource> resident_;
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
   std::vector<std::vector<float>> attn_scratch_;  // one score row per pool worker
 };

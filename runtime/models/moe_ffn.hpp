@@ -1,23 +1,23 @@
-// Feed-forward blocks of MoE transformers: the dense SwiGLU FFN and the MoE FFN (router -> top-k experts
-// -> weighted sum, plus shared experts). Tokens are grouped by expert (one GEMM per expert, the
-// expert-major batch layout) and combined in the router's slot order, so results do not depend on where
-// an expert lives or how work is split. Source: llama.cpp build_ffn / build_moe_ffn (llama-graph.cpp).
+// Feed-forward blocks of MoE transformers, the model side: the router (logits -> top-k ids and weights),
+// the shared expert's gate, and next-layer prediction. The experts themselves (where their bytes live,
+// which backend computes them, the combination in slot order) are the MoE executor's
+// (scheduler/moe_executor.hpp); this file never sees a kernel, a file, a cache or a device.
+// Source: llama.cpp build_ffn / build_moe_ffn (llama-graph.cpp).
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <vector>
 
-#include "runtime/models/expert_provider.hpp"
-#include "scheduler/cpu_ffn.hpp"
-#include "scheduler/linear_exec.hpp"
 #include "runtime/models/router.hpp"
-#include "runtime/models/routing_layout.hpp"
 #include "runtime/models/weights.hpp"
+#include "scheduler/linear_exec.hpp"
+#include "scheduler/moe_executor.hpp"
+#include "scheduler/routing_layout.hpp"
 
 namespace moetier::models {
 
-
+using sched::FfnAct;
+using sched::LinearExec;
 
 struct MoeWeights {
   Weight router;                       // ffn_gate_inp [n_expert, n_embd] (F32 in practice)
@@ -38,27 +38,29 @@ struct RoutingRecord {
   std::vector<float> logits;
 };
 
-using sched::FfnAct;
-using sched::LinearExec;
-
 class FfnExec {
  public:
-  explicit FfnExec(LinearExec& lin) : lin_(lin), cpu_ffn_(lin) {}
+  /// `lin` computes the router and the shared gate; `executor` the experts. Both must outlive this.
+  FfnExec(LinearExec& lin, sched::MoeExecutor& executor) : lin_(lin), ex_(executor) {}
 
-  /// y [n_tokens, n_embd] (written) = dense FFN of x [n_tokens, n_embd].
-  void dense(const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act = FfnAct::SwiGLU);
+  /// y [n_tokens, n_embd] (written) = dense FFN of layer `layer` on x [n_tokens, n_embd].
+  void dense(int32_t layer, const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act);
 
-  /// y [n_tokens, n_embd] (written) = MoE FFN of x [n_tokens, n_embd] for layer `layer`.
-  /// `experts` supplies the routed experts' weights; record (optional) receives the routing.
-  void moe(const MoeWeights& w, int32_t layer, ExpertProvider& experts, const float* x, int64_t n_tokens,
-           int64_t n_embd, float* y, RoutingRecord* record, FfnAct act = FfnAct::SwiGLU);
+  /// y [n_tokens, n_embd] (written) = MoE FFN of x [n_tokens, n_embd] for layer `layer`: router, routed
+  /// experts through the executor, plus the (gated) shared expert. record (optional) receives the routing.
+  void moe(const MoeWeights& w, int32_t layer, const float* x, int64_t n_tokens, int64_t n_embd, float* y,
+           RoutingRecord* record, FfnAct act);
+
+  /// Applies layer `layer`'s router `w` to x [n_tokens, n_embd] (an earlier layer's FFN input) and hands
+  /// the union of the chosen experts to the executor as a prediction (KTransformers / Pre-gated MoE).
+  void predict(const MoeWeights& w, int32_t layer, const float* x, int64_t n_tokens);
 
  private:
   LinearExec& lin_;
-  sched::CpuFfn cpu_ffn_;
-  std::vector<float> logits_, scratch_, slots_, gathered_, out_rows_, shared_out_, sg_;
-  TokenRouting routing_;   // token-major, from the router
-  ExpertBatches batches_;  // expert-major, for the expert FFNs
+  sched::MoeExecutor& ex_;
+  std::vector<float> logits_, scratch_, shared_out_, sg_, pred_logits_, pred_w_;
+  std::vector<int32_t> pred_ids_, predicted_;
+  sched::TokenRouting routing_;  // token-major, from the router
 };
 
 }  // namespace moetier::models

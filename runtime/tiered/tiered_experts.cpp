@@ -57,14 +57,15 @@ offload::ExpertCatalog build_expert_catalog(const models::Model& model, const of
       const offload::ExpertId id{il, e};
       if (plan && plan->tier(id).kind != offload::Tier::Kind::Nvme) continue;
       const gguf::GgufModel& g = model.gguf();
-      cat.add(id, {expert_range(g, il, e, "gate"), expert_range(g, il, e, "up"), expert_range(g, il, e, "down")});
+      cat.add(id, {expert_range(g, il, e, "gate"), expert_range(g, il, e, "up"), expert_range(g, il, e, "down")},
+              model.resident_expert(il, e));
     }
   }
   return cat;
 }
 
-TieredExperts::TieredExperts(models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts)
-    : model_(model), plan_(plan) {
+TieredExperts::TieredExperts(const models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts)
+    : plan_(plan) {
   plan_.check_model(model_identity(model));
   plan_.validate_for_backends(/*has_gpu=*/false);
   offload::ExpertCatalog cat = build_expert_catalog(model, &plan_);
@@ -87,14 +88,10 @@ void TieredExperts::begin(int32_t layer, std::span<const int32_t> experts) {
   for (size_t i = 0; i < streamed_.size(); ++i)
     if (!streamed_done_[i]) cache_->unprotect({layer_, streamed_[i]});
   layer_ = layer;
-  resident_.clear();
   streamed_.clear();
-  resident_pos_ = 0;
   for (int32_t e : experts) {
-    if (plan_.tier({layer, e}).kind == offload::Tier::Kind::Nvme)
-      streamed_.push_back(e);
-    else
-      resident_.push_back(e);
+    if (!serves(layer, e)) fail("tiered experts: expert {} of layer {} is not homed on nvme", e, layer);
+    streamed_.push_back(e);
   }
   streamed_done_.assign(streamed_.size(), 0);
   if (streamed_.empty()) return;
@@ -111,23 +108,25 @@ void TieredExperts::begin(int32_t layer, std::span<const int32_t> experts) {
   }
 }
 
-models::FfnWeights TieredExperts::weights_from_lease(const offload::ExpertLease& lease) const {
-  models::FfnWeights r = model_.resident_expert(lease.id().layer, lease.id().expert);  // shapes and types
-  const auto bind = [](models::Weight& w, std::span<const std::byte> bytes) { w.data = bytes.data(); };
+bool TieredExperts::serves(int32_t layer, int32_t expert) const {
+  return cache_ && plan_.tier({layer, expert}).kind == offload::Tier::Kind::Nvme;
+}
+
+void TieredExperts::poll() {
+  if (cache_) cache_->poll();
+}
+
+HostFfn TieredExperts::weights_from_lease(const offload::ExpertLease& lease) const {
+  HostFfn r = cache_->catalog().layout(cache_->catalog().index(lease.id()));  // shapes, types, biases
+  const auto bind = [](HostWeight& w, std::span<const std::byte> bytes) { w.data = bytes.data(); };
   bind(r.gate, lease.range(0));
   bind(r.up, lease.range(1));
   bind(r.down, lease.range(2));
   return r;
 }
 
-int32_t TieredExperts::next(models::FfnWeights& out) {
+int32_t TieredExperts::next(HostFfn& out) {
   lease_.reset();
-  if (resident_pos_ < resident_.size()) {
-    const int32_t e = resident_[resident_pos_++];
-    out = model_.resident_expert(layer_, e);
-    if (cache_) cache_->poll();  // keep the read queue moving between computations
-    return e;
-  }
   // Streamed experts: the first one already read, else the first one being read (wait for it), else
   // the first one not started (no slot was free at begin): read it now. Waiting for a read in flight
   // before starting another keeps the protected experts from filling every slot.

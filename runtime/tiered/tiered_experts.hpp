@@ -1,9 +1,10 @@
 // Tiered experts: the bridge between a model and offload/. Builds the expert catalog (each routed expert's
 // gate / up / down byte ranges inside the GGUF files), the model identity a placement plan refers to,
-// and TieredExperts, the ExpertProvider that serves DRAM-homed experts from the mmapped file and
-// NVMe-homed experts from a bounded DRAM cache filled through io_uring: reads of missing experts start
-// when a layer's routing is known, resident experts are computed while they arrive, then each streamed
-// expert as its read completes; predictions of the next layer's experts start reads one layer ahead.
+// and TieredExperts, the streaming ExpertSource (scheduler/expert_source.hpp) that serves the NVMe-homed
+// experts from a bounded DRAM cache filled through io_uring: reads of missing experts start when a
+// layer's routing is known (the executor computes the resident experts while they arrive, then each
+// streamed expert as its read completes); predictions of the next layer's experts start reads one layer
+// ahead. DRAM-homed experts are the model's resident source; this object never sees them.
 #pragma once
 
 #include <cstdint>
@@ -15,13 +16,14 @@
 #include "offload/expert_cache.hpp"
 #include "offload/expert_catalog.hpp"
 #include "offload/placement_plan.hpp"
-#include "runtime/models/expert_provider.hpp"
 #include "runtime/models/model.hpp"
+#include "scheduler/expert_source.hpp"
 
 namespace moetier::tiered {
 
 /// Catalog of the routed experts of `model` whose home in `plan` is nvme (all routed experts when
-/// plan is nullptr): per expert three ranges, gate / up / down, in that order. Throws Error for
+/// plan is nullptr): per expert three ranges, gate / up / down, in that order, and the expert's layout
+/// (shapes, types, biases) from the model. Throws Error for
 /// expert tensors that are not stacked [n_expert, n_out, n_in] or per-expert (legacy) tensors.
 offload::ExpertCatalog build_expert_catalog(const models::Model& model, const offload::PlacementPlan* plan);
 
@@ -36,16 +38,20 @@ struct TieredOptions {
   offload::PolicyParams policy_params;
 };
 
-/// ExpertProvider over a placement plan (see file comment). Experts homed on gpu:N are refused at
-/// construction (no GPU backend yet). Single-threaded: used from the thread that runs the model.
-class TieredExperts final : public models::ExpertProvider {
+/// Streaming source of the experts a placement plan homes on nvme (see file comment). Plans with device
+/// tiers are checked by the caller (the executor's device places those experts). Single-threaded: used
+/// from the thread that runs the model.
+class TieredExperts final : public sched::ExpertSource {
  public:
-  /// Throws Error when the plan does not match the model, uses a GPU tier, or the cache cannot be built
-  /// (e.g. its budget holds no expert).
-  TieredExperts(models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts = {});
+  /// Throws Error when the plan does not match the model or the cache cannot be built (e.g. its budget
+  /// holds no expert). `model` is only read here.
+  TieredExperts(const models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts = {});
 
+  /// `experts` must all be served (homed on nvme).
   void begin(int32_t layer, std::span<const int32_t> experts) override;
-  int32_t next(models::FfnWeights& out) override;
+  int32_t next(HostFfn& out) override;
+  bool serves(int32_t layer, int32_t expert) const override;
+  void poll() override;
   bool wants_prediction() const override { return cache_ != nullptr && prefetch_; }
   void predict(int32_t layer, std::span<const int32_t> experts) override;
 
@@ -68,15 +74,13 @@ class TieredExperts final : public models::ExpertProvider {
   std::string stats_report() const;
 
  private:
-  models::FfnWeights weights_from_lease(const offload::ExpertLease& lease) const;
-  models::Model& model_;
+  HostFfn weights_from_lease(const offload::ExpertLease& lease) const;
   offload::PlacementPlan plan_;
   std::unique_ptr<offload::ExpertCache> cache_;
   size_t n_streamed_ = 0;
   bool prefetch_ = true;
   int32_t layer_ = 0;
-  std::vector<int32_t> resident_, streamed_;
-  size_t resident_pos_ = 0;
+  std::vector<int32_t> streamed_;
   std::vector<uint8_t> streamed_done_;
   offload::ExpertLease lease_;
   std::vector<DemandStats> demand_;

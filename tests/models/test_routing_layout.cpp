@@ -7,9 +7,9 @@
 #include <set>
 #include <vector>
 
-#include "runtime/models/routing_layout.hpp"
+#include "scheduler/routing_layout.hpp"
 
-using namespace moetier::models;
+using namespace moetier::sched;
 
 TEST_CASE("ExpertBatches: expert-major regrouping of a token-major routing") {
   std::mt19937 rng(5);

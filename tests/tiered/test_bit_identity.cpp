@@ -38,15 +38,15 @@ std::vector<float> tiered_logits(Reference& r, const offload::PlacementPlan& pla
                                  tiered::TieredOptions opts = {}, tiered::TieredExperts::DemandStats* demand = nullptr) {
   tiered::TieredExperts tiers(*r.m.model, plan, opts);
   tiers.set_prefetch(prefetch);
-  r.m.model->set_expert_provider(&tiers);
+  r.m.model->set_streamed_experts(&tiers);
   std::vector<float> out;
   try {
     out = test::run_steps(*r.m.model, r.prompt, kDecodeSteps);
   } catch (...) {
-    r.m.model->set_expert_provider(nullptr);
+    r.m.model->set_streamed_experts(nullptr);
     throw;
   }
-  r.m.model->set_expert_provider(nullptr);
+  r.m.model->set_streamed_experts(nullptr);
   if (demand) *demand = tiers.total_demand();
   return out;
 }

@@ -291,10 +291,10 @@ TEST_CASE("tiered budget: streamed experts are never mmapped") {
   REQUIRE(plan.experts_on(offload::Tier::Kind::Dram).size() == 12);
   REQUIRE(streamed.size() == 20);
   tiered::TieredExperts tiers(*m.model, plan);
-  m.model->set_expert_provider(&tiers);
+  m.model->set_streamed_experts(&tiers);
   const auto prompt = test::test_prompt(*m.model, 24);
   const auto got = test::run_steps(*m.model, prompt, 4);
-  m.model->set_expert_provider(nullptr);
+  m.model->set_streamed_experts(nullptr);
   REQUIRE(tiers.total_demand().requests() > 0);
 
   // Pages of 2 MiB blocks that hold only streamed experts' bytes are not mapped in this process.
@@ -350,10 +350,10 @@ TEST_CASE("tiered budget: bytes read through the cache equal the extents of the 
   const auto plan = test::all_nvme_plan(*m.model, static_cast<uint64_t>(hp.n_layer * hp.n_expert));
   tiered::TieredExperts tiers(*m.model, plan);
   tiers.set_prefetch(false);
-  m.model->set_expert_provider(&tiers);
+  m.model->set_streamed_experts(&tiers);
   std::vector<std::vector<models::RoutingRecord>> routing;
   (void)test::run_steps(*m.model, test::test_prompt(*m.model, 10), 4, &routing);
-  m.model->set_expert_provider(nullptr);
+  m.model->set_streamed_experts(nullptr);
   std::set<std::pair<int32_t, int32_t>> used;
   for (const auto& step : routing)
     for (size_t il = 0; il < step.size(); ++il)
@@ -376,9 +376,9 @@ TEST_CASE("tiered budget: bytes read through the cache equal the extents of the 
     CAPTURE(n_slots);
     tiered::TieredExperts small(*m.model, test::all_nvme_plan(*m.model, n_slots, policy));
     small.set_prefetch(false);
-    m.model->set_expert_provider(&small);
+    m.model->set_streamed_experts(&small);
     (void)test::run_steps(*m.model, test::test_prompt(*m.model, 10), 16);
-    m.model->set_expert_provider(nullptr);
+    m.model->set_streamed_experts(nullptr);
     const auto s2 = small.cache()->total_stats();
     const auto d2 = small.total_demand();
     CAPTURE(d2.hits);

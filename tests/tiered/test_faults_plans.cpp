@@ -42,10 +42,10 @@ std::vector<float> run_with(LoadedModel& m, const offload::PlacementPlan& plan,
   o.reader.chunk_bytes = 4096;  // several reads per range: short reads and errors land mid-expert
   tiered::TieredExperts tiers(*m.model, plan, o);
   tiers.set_prefetch(prefetch);
-  m.model->set_expert_provider(&tiers);
+  m.model->set_streamed_experts(&tiers);
   struct Restore {
     models::Model& m;
-    ~Restore() { m.set_expert_provider(nullptr); }
+    ~Restore() { m.set_streamed_experts(nullptr); }
   } restore{*m.model};
   return test::run_steps(*m.model, test::test_prompt(*m.model, kPromptTokens), kDecodeSteps);
 }
@@ -98,9 +98,9 @@ TEST_CASE("tiered faults: short reads give bit-identical logits (io_uring and pr
       o.reader.force_pread = pread;
       o.reader.chunk_bytes = 4096;
       tiered::TieredExperts tiers(*m.model, plan, o);
-      m.model->set_expert_provider(&tiers);
+      m.model->set_streamed_experts(&tiers);
       got = test::run_steps(*m.model, test::test_prompt(*m.model, kPromptTokens), kDecodeSteps);
-      m.model->set_expert_provider(nullptr);
+      m.model->set_streamed_experts(nullptr);
     }
     CHECK(test::bit_identical(got, reference));
     CHECK(faults->n_short() > 0);

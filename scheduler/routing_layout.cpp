@@ -1,8 +1,8 @@
-#include "runtime/models/routing_layout.hpp"
+#include "scheduler/routing_layout.hpp"
 
 #include <algorithm>
 
-namespace moetier::models {
+namespace moetier::sched {
 
 void ExpertBatches::build(const TokenRouting& r) {
   k_ = std::max<int64_t>(1, r.k);
@@ -25,4 +25,4 @@ int64_t ExpertBatches::index_of(int32_t expert) const {
   return it != experts_.end() && *it == expert ? it - experts_.begin() : -1;
 }
 
-}  // namespace moetier::models
+}  // namespace moetier::sched

@@ -10,7 +10,7 @@
 #include <span>
 #include <vector>
 
-namespace moetier::models {
+namespace moetier::sched {
 
 /// Token-major routing of n_tokens tokens to k experts each: ids / weights [n_tokens, k] (slot s of token t
 /// at t * k + s, in the router's order).
@@ -52,4 +52,4 @@ class ExpertBatches {
   std::vector<size_t> begin_;    // experts_.size() + 1 offsets into order_
 };
 
-}  // namespace moetier::models
+}  // namespace moetier::sched
