@@ -185,6 +185,12 @@ void Model::load_common() {
   executor_.set_resident(resident_.get());
 }
 
+const FfnWeights* Model::non_expert_ffn(int32_t layer) const {
+  const LayerFfn& L = layers_.at(static_cast<size_t>(layer));
+  if (!L.moe) return &L.dense;
+  return L.moe_w.has_shared ? &L.moe_w.shared : nullptr;
+}
+
 FfnWeights Model::resident_expert(int32_t layer, int32_t expert) const {
   const LayerFfn& L = layers_[layer];
   if (!L.legacy.empty()) return L.legacy[expert];

@@ -76,6 +76,9 @@ class Model {
   const PredictionStats& prediction_stats() const { return executor_.prediction_stats(); }
   /// The resident lookup (slices of the mmapped stacked tensors).
   FfnWeights resident_expert(int32_t layer, int32_t expert) const;
+  /// The FFN of layer `layer` that is not a routed expert: its shared expert (MoE layer) or its dense
+  /// FFN (dense layer); nullptr for a MoE layer without a shared expert.
+  const FfnWeights* non_expert_ffn(int32_t layer) const;
 
  protected:
   Model(const gguf::GgufModel& g, ModelHparams hp);
