@@ -72,7 +72,7 @@ struct DynamicSlotsStats {
 /// returning).
 using HostLookup = std::function<std::optional<HostFfn>(FfnKey key)>;
 
-class DynamicSlots {
+class DynamicSlots final : public RoutingObserver {
  public:
   /// `device` must outlive this object. `budget_bytes`: device bytes the dynamic slots may take beyond
   /// what the device holds already (device memory as DeviceBackend::used_bytes counts it). Experts the
@@ -85,7 +85,7 @@ class DynamicSlots {
   /// Records that the current batch routed layer `layer` to `experts` (an expert listed twice counts
   /// twice: prefill may pass one entry per token). Ids outside [0, n_layers) x [0, n_experts) are
   /// ignored. Does not allocate and does not call the device.
-  void observe(int32_t layer, std::span<const int32_t> experts);
+  void observe(int32_t layer, std::span<const int32_t> experts) override;
 
   /// Between steps: folds the counts observed since the last refresh into the scores, then fills the
   /// budget with the hottest experts `lookup` can provide, evicting colder dynamic ones (hysteresis:

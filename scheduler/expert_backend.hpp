@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 
@@ -56,6 +57,14 @@ struct BackendStats {
   uint64_t busy_ns = 0;        // time spent computing groups (on the backend's own thread for devices)
   uint64_t h2d_bytes = 0;      // bytes copied host -> device (placement and dynamic slots)
   uint64_t h2d_ns = 0;         // time the copy engine spent on them
+};
+
+/// Told which experts each MoE layer's batch routed to (e.g. dynamic device slots counting use).
+class RoutingObserver {
+ public:
+  virtual ~RoutingObserver() = default;
+  /// experts: distinct ids routed to by the batch, ascending (valid during the call only).
+  virtual void observe(int32_t layer, std::span<const int32_t> experts) = 0;
 };
 
 class ExpertBackend {

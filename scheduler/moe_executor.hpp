@@ -22,14 +22,6 @@
 
 namespace moetier::sched {
 
-/// Told which experts each MoE layer's batch routed to (e.g. dynamic device slots counting use).
-class RoutingObserver {
- public:
-  virtual ~RoutingObserver() = default;
-  /// experts: distinct ids routed to by the batch, ascending (valid during the call only).
-  virtual void observe(int32_t layer, std::span<const int32_t> experts) = 0;
-};
-
 /// Per-layer work split (run -v).
 struct LayerExecStats {
   uint64_t cpu_groups = 0, device_groups = 0;  // FFNs computed (routed experts, shared / dense FFNs)
