@@ -3,11 +3,13 @@
 // a stream that runs work in order on its own thread, blocks submitters when full, and hands errors back
 // through wait() without losing any.
 #include <doctest/doctest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <numeric>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -15,6 +17,7 @@
 
 #include "common/error.hpp"
 #include "scheduler/sim_device.hpp"
+#include "scheduler/thread_pool.hpp"
 
 using namespace moetier;
 using namespace moetier::sched;
@@ -171,16 +174,22 @@ TEST_CASE("sim stream: items run in submission order on the stream thread; wait(
 }
 
 TEST_CASE("sim stream: wait does not return before the item finished") {
-  std::atomic<bool> finished{false};
+  std::atomic<bool> release{false}, finished{false};
   SimStream stream("sim:0", 4, [&](const SimWork&, uint64_t) {
-    sleep_ms(30);
+    while (!release.load()) std::this_thread::yield();  // held until the test lets it finish
     finished = true;
   });
   const uint64_t t = stream.submit(work_for(0));
-  CHECK_FALSE(stream.done(t));  // 30 ms of work cannot be done already
-  stream.wait(t);
+  sleep_ms(5);
+  CHECK_FALSE(stream.done(t));
+  std::thread releaser([&] {
+    sleep_ms(20);
+    release = true;
+  });
+  stream.wait(t);  // blocks until the releaser lets the item finish
   CHECK(finished.load());
   CHECK(stream.done(t));
+  releaser.join();
 }
 
 TEST_CASE("sim stream: errors are captured on the stream thread and rethrown by wait, each exactly once") {
@@ -223,4 +232,23 @@ TEST_CASE("sim stream: drain waits without reporting; destruction drops queued i
   }  // 10 x 20 ms queued: the destructor finishes at most the running one
   CHECK(ran.load() < 11);
   CHECK_THROWS_AS(SimStream("sim:0", 0, [](const SimWork&, uint64_t) {}), Error);
+}
+
+TEST_CASE("sim stream: the stream thread runs on the process's CPUs even when its creator was pinned to one") {
+  cpu_set_t before;
+  REQUIRE(sched_getaffinity(0, sizeof(before), &before) == 0);
+  if (CPU_COUNT(&before) < 2) return;  // one allowed CPU: nothing to widen (the check below needs two)
+  int first = 0;
+  while (!CPU_ISSET(first, &before)) ++first;
+  pin_current_thread(std::span<const int>(&first, 1));  // as the pool pins its caller
+  int stream_cpus = 0;
+  {
+    SimStream stream("sim:0", 1, [&](const SimWork&, uint64_t) {
+      cpu_set_t s;
+      if (sched_getaffinity(0, sizeof(s), &s) == 0) stream_cpus = CPU_COUNT(&s);
+    });
+    stream.wait(stream.submit(work_for(0)));
+  }
+  REQUIRE(sched_setaffinity(0, sizeof(before), &before) == 0);  // restore this thread
+  CHECK(stream_cpus == CPU_COUNT(&before));
 }
