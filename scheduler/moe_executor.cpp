@@ -18,6 +18,21 @@ uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
 
 MoeExecutor::MoeExecutor(LinearExec& lin) : cpu_(lin) {}
 
+void MoeExecutor::run_cpu(const ExpertGroup& g, LayerExecStats& st) {
+  const auto t0 = std::chrono::steady_clock::now();
+  cpu_.run(g);
+  const auto t1 = std::chrono::steady_clock::now();
+  st.cpu_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+  ++st.cpu_groups;
+  st.cpu_rows += static_cast<uint64_t>(g.n_tokens);
+  if (span_log_) {
+    const auto ns = [](std::chrono::steady_clock::time_point t) {
+      return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+    };
+    span_log_->push_back(GroupSpan{g.key, ns(t0), ns(t1)});
+  }
+}
+
 LayerExecStats& MoeExecutor::stats_of(int32_t layer) {
   if (layer_stats_.size() <= static_cast<size_t>(layer)) layer_stats_.resize(static_cast<size_t>(layer) + 1);
   return layer_stats_[static_cast<size_t>(layer)];
@@ -49,11 +64,7 @@ void MoeExecutor::drain(int32_t layer, ExpertSource& src, std::span<const int32_
     // Decode: every group of the layer multiplies the one token, so its quantisation is reused.
     g.same_input = decode && !first_cpu;
     first_cpu = false;
-    const auto t0 = std::chrono::steady_clock::now();
-    cpu_.run(g);
-    st.cpu_ns += ns_since(t0);
-    ++st.cpu_groups;
-    st.cpu_rows += static_cast<uint64_t>(rows);
+    run_cpu(g, st);
     ++done;
     if (streamed_ && &src != streamed_) streamed_->poll();  // keep the reads moving between computations
   }
@@ -157,11 +168,7 @@ void MoeExecutor::moe(int32_t layer, const TokenRouting& r, const float* x, int6
     g.n_embd = n_embd;
     g.act = act;
     g.kind = FfnKind::Dense;
-    const auto t0 = std::chrono::steady_clock::now();
-    cpu_.run(g);
-    st.cpu_ns += ns_since(t0);
-    ++st.cpu_groups;
-    st.cpu_rows += static_cast<uint64_t>(n_tokens);
+    run_cpu(g, st);
   }
   if (device_used) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -202,10 +209,7 @@ void MoeExecutor::dense(int32_t layer, const HostFfn& w, const float* x, int64_t
     return;
   }
   g.weights = w;
-  cpu_.run(g);
-  st.cpu_ns += ns_since(t0);
-  ++st.cpu_groups;
-  st.cpu_rows += static_cast<uint64_t>(n_tokens);
+  run_cpu(g, st);
 }
 
 std::string MoeExecutor::stats_report() const {

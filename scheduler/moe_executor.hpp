@@ -30,6 +30,12 @@ struct LayerExecStats {
   uint64_t device_wait_ns = 0;                 // time it then waited for the device's groups
 };
 
+/// When and where one group ran on the CPU (steady_clock ns): the executor's span log (profiling, tests).
+struct GroupSpan {
+  FfnKey key;
+  int64_t start_ns = 0, end_ns = 0;
+};
+
 class MoeExecutor {
  public:
   /// CPU groups are computed with `lin` (its pool, its GEMM threshold); `lin` must outlive the executor.
@@ -45,6 +51,9 @@ class MoeExecutor {
   void set_device(DeviceBackend* device) { device_ = device; }
   DeviceBackend* device() const { return device_; }
   void set_observer(RoutingObserver* o) { observer_ = o; }
+  /// Appends a GroupSpan for every group computed on the CPU to `log` (nullptr: off). Device backends
+  /// keep their own spans. `log` must outlive its use; it grows (profiling only, not the hot path).
+  void set_span_log(std::vector<GroupSpan>* log) { span_log_ = log; }
 
   /// One MoE layer. x [n_tokens, n_embd] f32 (read) with n_tokens = r.n_tokens; y [n_tokens, n_embd] f32
   /// (written) = the weighted sum of the routed experts in slot order. With `shared` (the layer's shared
@@ -85,6 +94,9 @@ class MoeExecutor {
   ExpertSource* streamed_ = nullptr;
   DeviceBackend* device_ = nullptr;
   RoutingObserver* observer_ = nullptr;
+  std::vector<GroupSpan>* span_log_ = nullptr;
+  /// Runs g on the CPU backend and accounts it to layer stats (and the span log).
+  void run_cpu(const ExpertGroup& g, LayerExecStats& st);
   ExpertBatches batches_;
   std::vector<float> xs_, ys_;              // rows grouped by expert: gathered inputs, outputs
   std::vector<int64_t> group_row_;          // [n_groups] first row of each group in xs_ / ys_

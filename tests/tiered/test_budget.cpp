@@ -217,7 +217,7 @@ TEST_CASE("tiered budget: the KV cache, scratch, I/O, metadata and fixed overhea
     }
     CAPTURE(err);
     CHECK(std::count(err.begin(), err.end(), '\n') == 0);
-    for (const std::string part : {fmt::format("KV cache for {} positions", n_ctx), std::string("non-expert weights"),
+    for (const std::string& part : {fmt::format("KV cache for {} positions", n_ctx), std::string("non-expert weights"),
                                    std::string("scratch for a batch of 24 tokens"), std::string("fixed overhead"),
                                    std::string("metadata and tokenizer"), std::string("one streamed expert"),
                                    fmt::format("({} bytes)", need), std::string("give --ram-budget")})
@@ -231,7 +231,7 @@ TEST_CASE("tiered budget: the KV cache, scratch, I/O, metadata and fixed overhea
     CHECK(parts.total() <= need);
     CHECK(parts.n_cache_slots >= 1);
     const std::string table = tiered::memory_table(parts, need);
-    for (const std::string part : {std::string("non-expert weights"), std::string("resident experts"),
+    for (const std::string& part : {std::string("non-expert weights"), std::string("resident experts"),
                                    std::string("expert cache"), fmt::format("KV cache (n_ctx {})", n_ctx),
                                    std::string("scratch"), std::string("I/O slots"), std::string("metadata + tokenizer"),
                                    std::string("fixed overhead"), std::string("of --ram-budget")})
