@@ -281,11 +281,16 @@ void PlacementPlan::validate_for_backends(const DeviceTiers& have) const {
   std::string needs, tiers;
   for (size_t i = 0; i < what.size(); ++i) needs += (i == 0 ? "" : i + 1 == what.size() ? " and " : ", ") + what[i];
   for (size_t i = 0; i < missing.size(); ++i) tiers += (i == 0 ? "" : ", ") + to_string(missing[i]);
-  const std::string gpus = have.n_gpu == 0                   ? "no GPU backend (built without CUDA or no device found)"
+  const auto range = [](int32_t n, const char* kind) {
+    return n == 1 ? fmt::format("{}:0", kind) : fmt::format("{}:0..{}:{}", kind, kind, n - 1);
+  };
+  const std::string gpus = have.n_gpu == 0                      ? "no GPU backend (built without CUDA or no device found)"
                            : have.n_gpu == DeviceTiers::kAnyGpu ? "a GPU backend"
-                                                              : fmt::format("{} CUDA device(s) (gpu:0..gpu:{})", have.n_gpu, have.n_gpu - 1);
+                                                                : fmt::format("{} CUDA device{} ({})", have.n_gpu,
+                                                                              have.n_gpu == 1 ? "" : "s", range(have.n_gpu, "gpu"));
   const std::string sims = have.n_sim == 0 ? "no simulated device (--sim-device turns on sim:0)"
-                                           : fmt::format("simulated device(s) sim:0..sim:{}", have.n_sim - 1);
+                                           : fmt::format("the simulated device{} {}", have.n_sim == 1 ? "" : "s",
+                                                         range(have.n_sim, "sim"));
   fail("placement plan for {} puts {}, but this moetier has {} and {}: {} missing; make a plan for the devices it has",
        model.file, needs, gpus, sims, tiers);
 }

@@ -151,7 +151,9 @@ void plan(PlanArgs& a) {
     if (p.kv_cache.is_device()) rows.push_back({t, fmt::format("KV cache (n_ctx {})", n_ctx), pr.kv_cache_bytes});
     rows.push_back({t, fmt::format("experts ({})", p.experts_on(dev).size()), p.bytes_on(dev)});
     for (const PlacedBytes& r : rows) dev_total += r.bytes;
-    rows.push_back({t, fmt::format("total, of a VRAM budget of {}", models::format_bytes(vram_budget)), dev_total});
+    rows.push_back({t, vram_budget > 0 ? fmt::format("total, of a VRAM budget of {}", models::format_bytes(vram_budget))
+                                       : std::string("total (the plan gives no VRAM budget)"),
+                    dev_total});
   }
   if (!ne_on_dev) rows.push_back({"dram", "non-expert weights", mem.non_expert});
   if (!p.kv_cache.is_device()) rows.push_back({"dram", fmt::format("KV cache (n_ctx {})", n_ctx), mem.kv_cache});
@@ -201,7 +203,8 @@ void plan(PlanArgs& a) {
               static_cast<long long>(hp.n_layer), static_cast<long long>(hp.n_expert), static_cast<long long>(hp.n_expert_used));
   if (has_dev)
     std::printf("device:           %s (%s), VRAM budget %s\n", offload::to_string(dev).c_str(),
-                dev_is_sim ? "simulated: computes with the CPU kernels" : "CUDA", models::format_bytes(vram_budget).c_str());
+                dev_is_sim ? "simulated: computes with the CPU kernels" : "CUDA",
+                vram_budget > 0 ? models::format_bytes(vram_budget).c_str() : "not given");
   std::printf("non-expert:       %s (%s)\n", models::format_bytes(pr.non_expert_bytes).c_str(),
               ne_on_dev ? offload::to_string(p.non_expert).c_str() : "DRAM");
   if (has_dev)

@@ -153,26 +153,31 @@ DeviceOptions device_options(const TierOptions& o) {
 }
 
 DeviceOptions devices_for_plan(const DeviceOptions& o, const offload::PlacementPlan& plan, const std::string& source) {
-  const offload::Tier sim0 = offload::Tier::sim(0);
-  const offload::DeviceBudget* b = plan.device_budget(sim0);
   if (o.enabled) {
+    const offload::DeviceBudget* b = plan.device_budget(o.tier());
     if (o.sim && b != nullptr && b->bytes > o.capacity_bytes)
       fail("{}: the plan gives sim:0 {} bytes, more than --sim-device's capacity of {} bytes", source, b->bytes,
            o.capacity_bytes);
     return o;
   }
   const std::vector<offload::Tier> used = plan.used_devices();
-  if (std::find(used.begin(), used.end(), sim0) == used.end()) return o;
-  if (b == nullptr)
-    fail("{}: the plan puts weights on sim:0 but gives it no capacity (no \"devices\" entry for sim:0); add "
-         "--sim-device CAPACITY",
-         source);
+  if (used.empty()) return o;
+  // One device for now: the plan's first. A plan on another index (gpu:1, sim:1) gets an option set for
+  // index 0, which validate_for_backends then refuses naming the tier.
+  const offload::Tier t = used[0];
+  const offload::DeviceBudget* b = plan.device_budget(t);
   DeviceOptions d;
   d.enabled = true;
-  d.sim = true;
-  d.capacity_bytes = b->bytes;
-  d.vram_budget_bytes = b->bytes;
-  d.h2d_gbps = b->h2d_gbps.value_or(kDefaultSimH2dGbps);
+  d.sim = t.kind == offload::Tier::Kind::Sim;
+  if (d.sim) {
+    if (b == nullptr)
+      fail("{}: the plan puts weights on {} but gives it no capacity (no \"devices\" entry for it); add "
+           "--sim-device CAPACITY",
+           source, offload::to_string(t));
+    d.capacity_bytes = b->bytes;
+    d.h2d_gbps = b->h2d_gbps.value_or(kDefaultSimH2dGbps);
+  }
+  d.vram_budget_bytes = b != nullptr ? b->bytes : 0;  // gpu:N without an entry: no budget stated
   return d;
 }
 

@@ -72,6 +72,7 @@ struct DeviceOptions {
   uint64_t capacity_bytes = 0;     ///< sim: its memory (--sim-device CAPACITY); gpu: 0 (not known here)
   double h2d_gbps = kDefaultSimH2dGbps;  ///< sim: host->device copy rate, GB/s (0: unpaced); gpu: unused
   uint64_t vram_budget_bytes = 0;  ///< what a plan may put on the device: --vram-budget, else the sim capacity
+                                   ///< (from a plan: its "devices" entry; 0 for a gpu:N it gives no budget)
   /// sim:0 or gpu:0.
   offload::Tier tier() const { return sim ? offload::Tier::sim(0) : offload::Tier::gpu(0); }
   /// The device tiers this process has for validate_for_backends: sim:0 when sim; gpu:0..N-1 for the
@@ -85,10 +86,12 @@ struct DeviceOptions {
 /// check_tier_options, so these are reported before the model is opened.
 DeviceOptions device_options(const TierOptions& o);
 
-/// The device a run of `plan` opens: `o` when enabled; otherwise, when the plan puts something on sim:0,
-/// the simulated device of its "devices" entry for sim:0 (capacity = its bytes, rate = its h2d_gbps or
-/// the default; Error when it has none). With --sim-device, a plan whose sim:0 budget exceeds the
-/// capacity is an Error.
+/// The device a run of `plan` opens (one device for now): `o` when enabled (with --sim-device, a plan
+/// whose sim:0 budget exceeds the capacity is an Error); otherwise the plan's first used device tier:
+/// sim:N from its "devices" entry (capacity and VRAM budget = its bytes, rate = its h2d_gbps or the
+/// default; Error, naming `source`, when it has none), gpu:N with the entry's bytes as the VRAM budget
+/// (0 without one). Disabled when the plan uses no device. Pair it with
+/// plan.validate_for_backends(result.tiers()), which refuses the tiers the process lacks.
 DeviceOptions devices_for_plan(const DeviceOptions& o, const offload::PlacementPlan& plan, const std::string& source);
 
 /// What a run holds besides its weights: sizes the KV cache, scratch and metadata parts of --ram-budget.

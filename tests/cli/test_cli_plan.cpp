@@ -247,6 +247,32 @@ TEST_CASE("plan --sim-device: non-expert weights and KV cache first, then expert
     args[6] = "4096";  // -c
     check_one_line_error(test::run_moetier(dir, args), {"sim:0 needs", "bytes of KV cache", "budget of 2097152 bytes"});
   }
+  SUBCASE("--plan without a budget for its sim tier, or with a device tier this process lacks") {
+    Json edited = Json::parse(slurp(saved));
+    edited.erase("devices");
+    const std::string no_budget = dir.file("no-budget.json");
+    test::spit(no_budget, edited.dump());
+    check_one_line_error(test::run_moetier(dir, plan_args({"--plan", no_budget})),
+                         {no_budget, "puts weights on sim:0 but gives it no capacity", "--sim-device CAPACITY"});
+    // With --sim-device the same plan runs on it.
+    CHECK(test::run_moetier(dir, plan_args({"--plan", no_budget, "--sim-device", "2MiB"})).status == 0);
+    std::string text = slurp(saved);
+    for (size_t at; (at = text.find("sim:0")) != std::string::npos;) text.replace(at, 5, "sim:1");
+    const std::string sim1 = dir.file("sim1.json");
+    test::spit(sim1, text);
+    check_one_line_error(test::run_moetier(dir, plan_args({"--plan", sim1})),
+                         {"experts on a simulated device (first: ", "non-expert weights on sim:1", "the simulated device sim:0",
+                          ": sim:1 missing"});
+    if (gpu::device_count() == 0) {
+      text = slurp(saved);
+      for (size_t at; (at = text.find("sim:0")) != std::string::npos;) text.replace(at, 5, "gpu:0");
+      text.erase(text.find(",\"h2d_gbps\":12.0"), std::string(",\"h2d_gbps\":12.0").size());
+      const std::string gpu0 = dir.file("gpu0.json");
+      test::spit(gpu0, text);
+      check_one_line_error(test::run_moetier(dir, plan_args({"--plan", gpu0})),
+                           {"experts on a GPU", "no GPU backend", ": gpu:0 missing"});
+    }
+  }
   SUBCASE("--plan with a smaller --sim-device than the plan's budget") {
     check_one_line_error(test::run_moetier(dir, plan_args({"--plan", saved, "--sim-device", "1MiB"})),
                          {saved, "sim:0 2097152 bytes, more than --sim-device's capacity of 1048576 bytes"});

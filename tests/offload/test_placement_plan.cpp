@@ -324,7 +324,7 @@ TEST_CASE("placement plan: validate_for_backends names the device tiers a proces
         "non-expert weights on sim:0", "KV cache on sim:0", "no GPU backend", "no simulated device",
         "gpu:0, gpu:1, sim:0 missing"},
        {}},
-      {{1, 1}, {"1 expert on a GPU (first: layer 4 expert 0 on gpu:1)", "1 CUDA device(s) (gpu:0..gpu:0)", ": gpu:1 missing"},
+      {{1, 1}, {"1 expert on a GPU (first: layer 4 expert 0 on gpu:1)", "1 CUDA device (gpu:0) and the simulated device sim:0", ": gpu:1 missing"},
        {"sim:0 missing", "non-expert", "KV cache"}},
       {{2, 0}, {"2 experts on a simulated device", "the non-expert weights on sim:0 and the KV cache on sim:0",
                 "no simulated device (--sim-device turns on sim:0)", ": sim:0 missing"},
