@@ -117,9 +117,7 @@ SimDeviceArg parse_sim_device(const std::string& text) {
   std::string unit;
   for (size_t i = pos; i < rate.size(); ++i)
     if (!std::isspace(static_cast<unsigned char>(rate[i]))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(rate[i])));
-  if ((!unit.empty() && unit != "gb/s") || !std::isfinite(v) || v < 0 || v > 1e6 ||
-      std::isspace(static_cast<unsigned char>(rate.empty() ? 'x' : rate[0])))
-    bad();
+  if ((!unit.empty() && unit != "gb/s") || !std::isfinite(v) || v < 0 || v > 1e6) bad();
   a.h2d_gbps = v;
   return a;
 }
@@ -239,6 +237,12 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
   out.device = devices_for_plan(dev, plan, o.plan.empty() ? file : o.plan);
   plan.validate_for_backends(out.device.tiers());
   plan.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
+  if (out.device.sim && plan.device_budget(out.device.tier()) == nullptr) {
+    // A plan without a budget for the simulated device must still fit its capacity.
+    offload::PlacementPlan with_capacity = plan;
+    with_capacity.devices.push_back(offload::DeviceBudget{out.device.tier(), out.device.capacity_bytes, std::nullopt});
+    with_capacity.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
+  }
   if (plan.non_expert.is_device()) out.parts.non_expert = 0;
   if (plan.kv_cache.is_device()) out.parts.kv_cache = 0;
   return out;

@@ -126,6 +126,7 @@ TEST_CASE("--vram-budget and --sim-device: bad values and combinations are one l
       {{"--sim-device", "8GiB,24GB/s,1"}, {"--sim-device"}},
       {{"--sim-device", "8GiB,24GiB/s"}, {"--sim-device"}},
       {{"--sim-device", ",24"}, {"--sim-device"}},
+      {{"--sim-device", "8GiB,"}, {"--sim-device"}},
       {{"--sim-device", "1MiB", "--vram-budget", "2MiB"}, {"--vram-budget 2MiB is more than the simulated device holds"}},
       {{"--vram-budget", "1GiB", "--experts-on-nvme", "all"}, {"--experts-on-nvme excludes --vram-budget"}},
       {{"--sim-device", "1GiB", "--experts-on-nvme", "all"}, {"--experts-on-nvme excludes --sim-device"}},
@@ -254,8 +255,10 @@ TEST_CASE("plan --sim-device: non-expert weights and KV cache first, then expert
     test::spit(no_budget, edited.dump());
     check_one_line_error(test::run_moetier(dir, plan_args({"--plan", no_budget})),
                          {no_budget, "puts weights on sim:0 but gives it no capacity", "--sim-device CAPACITY"});
-    // With --sim-device the same plan runs on it.
+    // With --sim-device the same plan runs on it, if it fits its capacity.
     CHECK(test::run_moetier(dir, plan_args({"--plan", no_budget, "--sim-device", "2MiB"})).status == 0);
+    check_one_line_error(test::run_moetier(dir, plan_args({"--plan", no_budget, "--sim-device", "1MiB"})),
+                         {"sim:0 needs", "more than its budget of 1048576 bytes"});
     std::string text = slurp(saved);
     for (size_t at; (at = text.find("sim:0")) != std::string::npos;) text.replace(at, 5, "sim:1");
     const std::string sim1 = dir.file("sim1.json");
@@ -298,6 +301,16 @@ TEST_CASE("plan --sim-device: too small for the non-expert weights and KV cache,
     REQUIRE(total);
     CHECK(total->bytes > 0);  // experts only
     CHECK(total->bytes <= 1u << 20);
+  }
+  SUBCASE("--sim-device RATE: GB/s with or without the unit, 0 unpaced; saved in the plan") {
+    for (const auto& [rate, gbps] : std::vector<std::pair<std::string, double>>{{"30", 30.0}, {"2.5gb/s", 2.5}, {"0", 0.0}}) {
+      CAPTURE(rate);
+      const RunResult r = test::run_moetier(dir, plan_args({"--sim-device", "2MiB," + rate, "-o", saved}));
+      CAPTURE(r.err);
+      REQUIRE(r.status == 0);
+      CHECK(Json::parse(slurp(saved))["devices"][0]["h2d_gbps"].get<double>() == gbps);
+      CHECK(r.out.find(gbps > 0 ? "copy to sim:0 at load: " : "no pacing") != std::string::npos);
+    }
   }
   SUBCASE("--vram-budget smaller than --sim-device is the budget") {
     const RunResult r = test::run_moetier(dir, plan_args({"--sim-device", "8MiB", "--vram-budget", "1.5MiB", "-o", saved}));
