@@ -1,4 +1,5 @@
-// offload/placement_plan.cpp — plan JSON reader/writer, validation and builders (see placement_plan.hpp).
+// offload/placement_plan.cpp — plan JSON reader/writer and validation (see placement_plan.hpp; the
+// builders are in plan_builders.cpp).
 #include "offload/placement_plan.hpp"
 
 #include <algorithm>
@@ -67,10 +68,44 @@ struct Reader {
   Tier tier(const json& j, const std::string& path) const {
     Tier t;
     if (!j.is_string() || !parse_tier(j.get<std::string>(), t))
-      bad(path, fmt::format("bad tier {} (expected \"gpu:N\", \"dram\" or \"nvme\")", json_text(j)));
+      bad(path, fmt::format("bad tier {} (expected \"gpu:N\", \"sim:N\", \"dram\" or \"nvme\")", json_text(j)));
     return t;
   }
+  double gbps(const json& j, const std::string& path) const {
+    if (!j.is_number() || !std::isfinite(j.get<double>()) || j.get<double>() < 0 || j.get<double>() > 1e6)
+      bad(path, fmt::format("expected a rate in GB/s from 0 (unpaced) to 1e6, got {}", json_text(j)));
+    return j.get<double>();
+  }
 };
+
+void check_home(const Reader& r, Tier t, const char* path, const char* what) {
+  if (t.kind == Tier::Kind::Nvme)
+    r.bad(path, fmt::format("\"nvme\" is not a home for {} (expected \"dram\", \"gpu:N\" or \"sim:N\")", what));
+  if (t.is_device() && t.device < 0) r.bad(path, "negative device index");
+}
+
+void check_devices(const Reader& r, const PlacementPlan& p) {
+  for (size_t i = 0; i < p.devices.size(); ++i) {
+    const DeviceBudget& d = p.devices[i];
+    const std::string at = fmt::format("/devices/{}", i);
+    if (!d.tier.is_device())
+      r.bad(at + "/tier", fmt::format("\"{}\" is not a device (expected \"gpu:N\" or \"sim:N\")", to_string(d.tier)));
+    if (d.tier.device < 0) r.bad(at + "/tier", "negative device index");
+    for (size_t k = 0; k < i; ++k)
+      if (p.devices[k].tier == d.tier)
+        r.bad(at + "/tier", fmt::format("{} is listed twice (also /devices/{})", to_string(d.tier), k));
+    if (d.bytes == 0) r.bad(at + "/bytes", "must be > 0");
+    if (d.h2d_gbps && d.tier.kind != Tier::Kind::Sim)
+      r.bad(at + "/h2d_gbps", fmt::format("only a simulated device (sim:N) has a configurable copy rate, not {}",
+                                          to_string(d.tier)));
+    if (d.h2d_gbps && !(std::isfinite(*d.h2d_gbps) && *d.h2d_gbps >= 0 && *d.h2d_gbps <= 1e6))
+      r.bad(at + "/h2d_gbps", fmt::format("expected a rate in GB/s from 0 (unpaced) to 1e6, got {}", *d.h2d_gbps));
+    const uint64_t experts = p.bytes_on(d.tier);
+    if (experts > d.bytes)
+      r.bad(at + "/bytes", fmt::format("{} bytes for {} cannot hold the {} bytes of experts placed on it", d.bytes,
+                                       to_string(d.tier), experts));
+  }
+}
 
 // Structural checks shared by parse and PlacementPlan::validate().
 void check_plan(const PlacementPlan& p, const std::string& source) {
@@ -81,8 +116,8 @@ void check_plan(const PlacementPlan& p, const std::string& source) {
   if (m.n_experts <= 0) r.bad("/model/n_experts", fmt::format("must be > 0, got {}", m.n_experts));
   if (m.expert_bytes.size() != static_cast<size_t>(m.n_layers))
     r.bad("/model/expert_bytes", fmt::format("has {} entries, expected n_layers = {}", m.expert_bytes.size(), m.n_layers));
-  if (p.non_expert.kind == Tier::Kind::Nvme)
-    r.bad("/non_expert", "\"nvme\" is not a home for non-expert weights (expected \"dram\" or \"gpu:N\")");
+  check_home(r, p.non_expert, "/non_expert", "non-expert weights");
+  check_home(r, p.kv_cache, "/kv_cache", "the KV cache");
   if (p.experts.size() != static_cast<size_t>(m.n_layers))
     r.bad("/experts", fmt::format("has {} layers, expected n_layers = {}", p.experts.size(), m.n_layers));
   uint64_t max_streamed = 0;
@@ -94,37 +129,14 @@ void check_plan(const PlacementPlan& p, const std::string& source) {
                         want == 0 ? " (expert_bytes is 0: layer without routed experts)" : " (n_experts)"));
     for (size_t e = 0; e < p.experts[l].size(); ++e) {
       const Tier t = p.experts[l][e];
-      if (t.kind == Tier::Kind::Gpu && t.device < 0) r.bad(fmt::format("/experts/{}/{}", l, e), "negative GPU index");
+      if (t.is_device() && t.device < 0) r.bad(fmt::format("/experts/{}/{}", l, e), "negative device index");
       if (t.kind == Tier::Kind::Nvme) max_streamed = std::max(max_streamed, m.expert_bytes[l]);
     }
   }
   if (max_streamed > 0 && p.cache_bytes < slot_bytes_for(max_streamed))
     r.bad("/cache/bytes", fmt::format("{} bytes cannot hold one streamed expert ({} bytes with alignment slack)",
                                       p.cache_bytes, slot_bytes_for(max_streamed)));
-}
-
-// Expert order "spread evenly over layers": expert 0 of every MoE layer, then expert 1, ...
-std::vector<ExpertId> round_robin(const ModelIdentity& m) {
-  std::vector<ExpertId> out;
-  for (int32_t e = 0; e < m.n_experts; ++e)
-    for (int32_t l = 0; l < m.n_layers; ++l)
-      if (m.expert_bytes[static_cast<size_t>(l)] > 0) out.push_back(ExpertId{l, e});
-  return out;
-}
-
-PlacementPlan empty_plan(const ModelIdentity& model, Tier fill) {
-  PlacementPlan p;
-  p.model = model;
-  p.experts.resize(model.expert_bytes.size());
-  for (size_t l = 0; l < model.expert_bytes.size(); ++l)
-    if (model.expert_bytes[l] > 0) p.experts[l].assign(static_cast<size_t>(model.n_experts), fill);
-  return p;
-}
-
-void check_identity(const ModelIdentity& m) {
-  if (m.n_layers <= 0 || m.n_experts <= 0 || m.expert_bytes.size() != static_cast<size_t>(m.n_layers))
-    fail("placement plan for {}: inconsistent model identity ({} layers, {} experts, {} expert sizes)", m.file,
-         m.n_layers, m.n_experts, m.expert_bytes.size());
+  check_devices(r, p);
 }
 
 }  // namespace
@@ -132,6 +144,7 @@ void check_identity(const ModelIdentity& m) {
 std::string to_string(Tier t) {
   switch (t.kind) {
     case Tier::Kind::Gpu: return fmt::format("gpu:{}", t.device);
+    case Tier::Kind::Sim: return fmt::format("sim:{}", t.device);
     case Tier::Kind::Dram: return "dram";
     case Tier::Kind::Nvme: return "nvme";
   }
@@ -147,12 +160,13 @@ bool parse_tier(std::string_view s, Tier& out) {
     out = Tier::nvme();
     return true;
   }
-  if (s.size() > 4 && s.substr(0, 4) == "gpu:") {
+  const bool gpu = s.substr(0, 4) == "gpu:", sim = s.substr(0, 4) == "sim:";
+  if (s.size() > 4 && (gpu || sim)) {
     const std::string_view num = s.substr(4);
     int32_t n = -1;
     const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
     if (ec != std::errc() || ptr != num.data() + num.size() || n < 0 || num[0] == '+') return false;
-    out = Tier::gpu(n);
+    out = gpu ? Tier::gpu(n) : Tier::sim(n);
     return true;
   }
   return false;
@@ -183,19 +197,97 @@ uint64_t PlacementPlan::bytes_on(Tier::Kind kind) const {
 
 void PlacementPlan::validate() const { check_plan(*this, "placement plan for " + model.file); }
 
+std::vector<ExpertId> PlacementPlan::experts_on(Tier t) const {
+  std::vector<ExpertId> out;
+  for (size_t l = 0; l < experts.size(); ++l)
+    for (size_t e = 0; e < experts[l].size(); ++e)
+      if (experts[l][e] == t) out.push_back(ExpertId{static_cast<int32_t>(l), static_cast<int32_t>(e)});
+  return out;
+}
+
+uint64_t PlacementPlan::bytes_on(Tier t) const {
+  uint64_t n = 0;
+  for (size_t l = 0; l < experts.size() && l < model.expert_bytes.size(); ++l)
+    for (const Tier& x : experts[l])
+      if (x == t) n += model.expert_bytes[l];
+  return n;
+}
+
+const DeviceBudget* PlacementPlan::device_budget(Tier t) const {
+  for (const DeviceBudget& d : devices)
+    if (d.tier == t) return &d;
+  return nullptr;
+}
+
+std::vector<Tier> PlacementPlan::used_devices() const {
+  std::vector<Tier> out;
+  const auto add = [&](Tier t) {
+    if (t.is_device() && std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  };
+  add(non_expert);
+  add(kv_cache);
+  for (const auto& l : experts)
+    for (Tier t : l) add(t);
+  std::sort(out.begin(), out.end(), [](Tier a, Tier b) {
+    const int ka = a.kind == Tier::Kind::Gpu ? 0 : 1, kb = b.kind == Tier::Kind::Gpu ? 0 : 1;
+    return ka != kb ? ka < kb : a.device < b.device;
+  });
+  return out;
+}
+
+void PlacementPlan::validate_for_backends(const DeviceTiers& have) const {
+  std::vector<Tier> missing;
+  for (Tier t : used_devices())
+    if (!have.has(t)) missing.push_back(t);
+  if (missing.empty()) return;
+  const auto is_missing = [&](Tier t) { return std::find(missing.begin(), missing.end(), t) != missing.end(); };
+  std::vector<std::string> what;
+  for (const auto& [kind, name] : {std::pair{Tier::Kind::Gpu, "a GPU"}, std::pair{Tier::Kind::Sim, "a simulated device"}}) {
+    size_t n = 0;
+    ExpertId first{};
+    for (size_t l = 0; l < experts.size(); ++l)
+      for (size_t e = 0; e < experts[l].size(); ++e)
+        if (experts[l][e].kind == kind && is_missing(experts[l][e]) && n++ == 0)
+          first = ExpertId{static_cast<int32_t>(l), static_cast<int32_t>(e)};
+    if (n > 0)
+      what.push_back(fmt::format("{} expert{} on {} (first: {} on {})", n, n == 1 ? "" : "s", name, to_string(first),
+                                 to_string(tier(first))));
+  }
+  if (is_missing(non_expert)) what.push_back("the non-expert weights on " + to_string(non_expert));
+  if (is_missing(kv_cache)) what.push_back("the KV cache on " + to_string(kv_cache));
+  std::string needs, tiers;
+  for (size_t i = 0; i < what.size(); ++i) needs += (i == 0 ? "" : i + 1 == what.size() ? " and " : ", ") + what[i];
+  for (size_t i = 0; i < missing.size(); ++i) tiers += (i == 0 ? "" : ", ") + to_string(missing[i]);
+  const auto range = [](int32_t n, const char* kind) {
+    return n == 1 ? fmt::format("{}:0", kind) : fmt::format("{}:0..{}:{}", kind, kind, n - 1);
+  };
+  const std::string gpus = have.n_gpu == 0                      ? "no GPU backend (built without CUDA or no device found)"
+                           : have.n_gpu == DeviceTiers::kAnyGpu ? "a GPU backend"
+                                                                : fmt::format("{} CUDA device{} ({})", have.n_gpu,
+                                                                              have.n_gpu == 1 ? "" : "s", range(have.n_gpu, "gpu"));
+  const std::string sims = have.n_sim == 0 ? "no simulated device (--sim-device turns on sim:0)"
+                                           : fmt::format("the simulated device{} {}", have.n_sim == 1 ? "" : "s",
+                                                         range(have.n_sim, "sim"));
+  fail("placement plan for {} puts {}, but this moetier has {} and {}: {} missing; make a plan for the devices it has",
+       model.file, needs, gpus, sims, tiers);
+}
+
 void PlacementPlan::validate_for_backends(bool has_gpu) const {
-  if (has_gpu) return;
-  const std::vector<ExpertId> on_gpu = experts_on(Tier::Kind::Gpu);
-  const bool ne_gpu = non_expert.kind == Tier::Kind::Gpu;
-  if (on_gpu.empty() && !ne_gpu) return;
-  std::string what;
-  if (!on_gpu.empty())
-    what = fmt::format("{} experts on a GPU (first: {} on {})", on_gpu.size(), to_string(on_gpu[0]),
-                       to_string(tier(on_gpu[0])));
-  if (ne_gpu) what += fmt::format("{}the non-expert weights on {}", what.empty() ? "" : " and ", to_string(non_expert));
-  fail("placement plan for {} puts {}, but this moetier has no GPU backend (built without CUDA or no device "
-       "found); make a plan without gpu tiers",
-       model.file, what);
+  validate_for_backends(DeviceTiers{has_gpu ? DeviceTiers::kAnyGpu : 0, 0});
+}
+
+void PlacementPlan::check_device_budgets(uint64_t non_expert_bytes, uint64_t kv_cache_bytes) const {
+  for (Tier t : used_devices()) {
+    const DeviceBudget* d = device_budget(t);
+    if (d == nullptr) continue;
+    const uint64_t experts_b = bytes_on(t);
+    const uint64_t ne = non_expert == t ? non_expert_bytes : 0, kv = kv_cache == t ? kv_cache_bytes : 0;
+    // Sums in long double: sizes near 2^64 must not wrap into "fits".
+    if (static_cast<long double>(experts_b) + ne + kv > static_cast<long double>(d->bytes))
+      fail("placement plan for {}: {} needs {} bytes of experts + {} bytes of non-expert weights + {} bytes of KV cache, "
+           "more than its budget of {} bytes (/devices); make the plan again for this context and model",
+           model.file, to_string(t), experts_b, ne, kv, d->bytes);
+  }
 }
 
 void PlacementPlan::check_model(const ModelIdentity& actual) const {
@@ -215,7 +307,17 @@ std::string plan_to_json(const PlacementPlan& plan) {
                 {"n_experts", plan.model.n_experts},
                 {"expert_bytes", plan.model.expert_bytes}};
   j["non_expert"] = to_string(plan.non_expert);
+  if (plan.kv_cache != Tier::dram()) j["kv_cache"] = to_string(plan.kv_cache);
   j["cache"] = {{"bytes", plan.cache_bytes}, {"policy", std::string(policy_name(plan.cache_policy))}};
+  if (!plan.devices.empty()) {
+    json devs = json::array();
+    for (const DeviceBudget& d : plan.devices) {
+      json e = {{"tier", to_string(d.tier)}, {"bytes", d.bytes}};
+      if (d.h2d_gbps) e["h2d_gbps"] = *d.h2d_gbps;
+      devs.push_back(std::move(e));
+    }
+    j["devices"] = std::move(devs);
+  }
   json layers = json::array();
   for (const std::vector<Tier>& l : plan.experts) {
     json row = json::array();
@@ -225,7 +327,8 @@ std::string plan_to_json(const PlacementPlan& plan) {
   j["experts"] = std::move(layers);
   // One layer per line: readable, and diffs of two plans show which layers changed.
   std::string out = "{\n";
-  for (const char* k : {"schema", "model", "non_expert", "cache"}) out += fmt::format("  \"{}\": {},\n", k, json_text(j[k]));
+  for (const char* k : {"schema", "model", "non_expert", "kv_cache", "cache", "devices"})
+    if (j.contains(k)) out += fmt::format("  \"{}\": {},\n", k, json_text(j[k]));
   out += "  \"experts\": [\n";
   for (size_t l = 0; l < j["experts"].size(); ++l)
     out += fmt::format("    {}{}\n", json_text(j["experts"][l]), l + 1 < j["experts"].size() ? "," : "");
@@ -242,7 +345,7 @@ PlacementPlan parse_placement_plan(std::string_view json_text, const std::string
     fail("{}: invalid JSON: {}", source, e.what());
   }
   if (!j.is_object()) r.bad("", "expected a JSON object");
-  r.only_keys(j, "", {"schema", "model", "non_expert", "cache", "experts"});
+  r.only_keys(j, "", {"schema", "model", "non_expert", "kv_cache", "cache", "devices", "experts"});
   const std::string schema = r.string(j, "", "schema");
   if (schema != kPlacementSchema) {
     if (schema.rfind("moetier.placement/", 0) == 0)
@@ -264,6 +367,7 @@ PlacementPlan parse_placement_plan(std::string_view json_text, const std::string
   for (size_t i = 0; i < eb.size(); ++i) p.model.expert_bytes.push_back(r.uint(eb[i], fmt::format("/model/expert_bytes/{}", i)));
 
   p.non_expert = r.tier(r.member(j, "", "non_expert"), "/non_expert");
+  if (j.contains("kv_cache")) p.kv_cache = r.tier(j["kv_cache"], "/kv_cache");
   const json& c = r.object(j, "", "cache");
   r.only_keys(c, "/cache", {"bytes", "policy"});
   p.cache_bytes = r.uint(c, "/cache", "bytes");
@@ -272,6 +376,20 @@ PlacementPlan parse_placement_plan(std::string_view json_text, const std::string
     p.cache_policy = parse_policy(policy);
   } catch (const Error& e) {
     r.bad("/cache/policy", e.what());
+  }
+  if (j.contains("devices")) {
+    const json& ds = j["devices"];
+    if (!ds.is_array()) r.bad("/devices", "expected an array of {\"tier\", \"bytes\"} objects");
+    for (size_t i = 0; i < ds.size(); ++i) {
+      const std::string at = fmt::format("/devices/{}", i);
+      if (!ds[i].is_object()) r.bad(at, fmt::format("expected an object, got {}", ds[i].type_name()));
+      r.only_keys(ds[i], at, {"tier", "bytes", "h2d_gbps"});
+      DeviceBudget d;
+      d.tier = r.tier(r.member(ds[i], at, "tier"), at + "/tier");
+      d.bytes = r.uint(ds[i], at, "bytes");
+      if (ds[i].contains("h2d_gbps")) d.h2d_gbps = r.gbps(ds[i]["h2d_gbps"], at + "/h2d_gbps");
+      p.devices.push_back(d);
+    }
   }
   const json& ex = r.member(j, "", "experts");
   if (!ex.is_array()) r.bad("/experts", "expected an array of layers");
@@ -298,88 +416,6 @@ uint64_t planned_slot_bytes(const ModelIdentity& model) {
   uint64_t max_bytes = 0;
   for (uint64_t b : model.expert_bytes) max_bytes = std::max(max_bytes, b);
   return slot_bytes_for(max_bytes);
-}
-
-PlacementPlan plan_from_ram_budget(const ModelIdentity& model, uint64_t budget_bytes, uint64_t non_expert_bytes,
-                                   const std::vector<std::vector<uint64_t>>& usage, RamBudgetOptions opts) {
-  check_identity(model);
-  if (opts.non_expert.kind == Tier::Kind::Nvme) fail("plan_from_ram_budget: non-expert weights cannot live on nvme");
-  if (!usage.empty()) {
-    bool ok = usage.size() == static_cast<size_t>(model.n_layers);
-    for (const auto& row : usage) ok = ok && row.size() == static_cast<size_t>(model.n_experts);
-    if (!ok)
-      fail("plan_from_ram_budget: usage counts must be [{} layers][{} experts] for {}", model.n_layers,
-           model.n_experts, model.file);
-  }
-  // Non-expert weights count against the DRAM budget only when they live in DRAM.
-  const uint64_t ne = opts.non_expert.kind == Tier::Kind::Dram ? non_expert_bytes : 0;
-  if (ne > budget_bytes)
-    fail("plan for {}: DRAM budget {} bytes is smaller than the non-expert weights ({} bytes)", model.file,
-         budget_bytes, ne);
-  const uint64_t avail = budget_bytes - ne;
-
-  PlacementPlan p = empty_plan(model, Tier::dram());
-  p.non_expert = opts.non_expert;
-  p.cache_policy = opts.policy;
-  uint64_t total = 0, max_bytes = 0;
-  for (uint64_t b : model.expert_bytes) {
-    total += b * static_cast<uint64_t>(model.n_experts);
-    max_bytes = std::max(max_bytes, b);
-  }
-  if (total <= avail) return p;  // everything resident, no cache
-
-  const uint64_t slot = slot_bytes_for(max_bytes);
-  if (avail < slot)
-    fail("plan for {}: DRAM budget {} bytes leaves {} bytes after the non-expert weights, less than one streamed "
-         "expert needs ({} bytes)",
-         model.file, budget_bytes, avail, slot);
-  const uint64_t reserve = std::min(avail, std::max<uint64_t>(opts.min_cache_experts, 1) * slot);
-  uint64_t room = avail - reserve;
-
-  std::vector<ExpertId> order = round_robin(model);
-  if (!usage.empty()) {
-    std::stable_sort(order.begin(), order.end(), [&](ExpertId a, ExpertId b) {
-      return usage[static_cast<size_t>(a.layer)][static_cast<size_t>(a.expert)] >
-             usage[static_cast<size_t>(b.layer)][static_cast<size_t>(b.expert)];
-    });
-  }
-  for (ExpertId id : order) {
-    const uint64_t b = model.expert_bytes[static_cast<size_t>(id.layer)];
-    Tier& t = p.experts[static_cast<size_t>(id.layer)][static_cast<size_t>(id.expert)];
-    if (b <= room) {
-      room -= b;
-    } else {
-      t = Tier::nvme();
-    }
-  }
-  p.cache_bytes = reserve + room;
-  return p;
-}
-
-PlacementPlan plan_experts_on_nvme(const ModelIdentity& model, double fraction, uint64_t cache_bytes,
-                                   PolicyKind policy, uint64_t min_cache_experts) {
-  check_identity(model);
-  if (!(fraction >= 0.0 && fraction <= 1.0))
-    fail("plan_experts_on_nvme: fraction {} outside [0, 1]", fraction);
-  PlacementPlan p = empty_plan(model, Tier::dram());
-  p.cache_policy = policy;
-  const std::vector<ExpertId> order = round_robin(model);
-  const auto k = static_cast<size_t>(std::llround(fraction * static_cast<double>(order.size())));
-  uint64_t streamed = 0, max_bytes = 0;
-  for (size_t i = order.size() - k; i < order.size(); ++i) {
-    const ExpertId id = order[i];
-    p.experts[static_cast<size_t>(id.layer)][static_cast<size_t>(id.expert)] = Tier::nvme();
-    const uint64_t b = model.expert_bytes[static_cast<size_t>(id.layer)];
-    streamed += b;
-    max_bytes = std::max(max_bytes, b);
-  }
-  if (k > 0 && cache_bytes == 0)
-    cache_bytes = std::max(slot_bytes_for(max_bytes),
-                           std::min(std::max<uint64_t>(min_cache_experts, 1) * slot_bytes_for(max_bytes),
-                                    streamed + k * 2 * kRangesPerExpert * kIoAlignment));
-  p.cache_bytes = cache_bytes;
-  p.validate();
-  return p;
 }
 
 }  // namespace moetier::offload

@@ -107,15 +107,19 @@ void check_tier_options(const TierOptions& o, const std::function<bool(const std
                         bool trace_predicts) {
   if (!o.any()) {
     for (const char* name : {"--cache-size", "--cache-policy", "--trace", "--save-plan", "--io-queue-depth", "--no-prefetch"})
-      if (given(name)) fail("{} needs a tier: add --ram-budget SIZE, --experts-on-nvme all|FRACTION or --plan FILE", name);
+      if (given(name))
+        fail("{} needs a tier: add --ram-budget SIZE, --vram-budget SIZE, --experts-on-nvme all|FRACTION or --plan FILE",
+             name);
     return;
   }
   if (given("--cache-size") && o.experts_on_nvme.empty())
     fail("--cache-size applies to --experts-on-nvme only (with --ram-budget the bytes left over are the cache; a --plan "
          "file sets its own cache)");
-  if (given("--trace") && o.ram_budget.empty() && !trace_predicts)
-    fail("--trace orders --ram-budget's resident experts; it has no effect with {}",
+  const bool orders = !o.ram_budget.empty() || !o.vram_budget.empty() || (!o.sim_device.empty() && o.plan.empty());
+  if (given("--trace") && !orders && !trace_predicts)
+    fail("--trace orders --ram-budget's and --vram-budget's resident experts; it has no effect with {}",
          o.plan.empty() ? "--experts-on-nvme" : "--plan");
+  (void)device_options(o);  // --vram-budget without a device, or above --sim-device's capacity
 }
 
 }  // namespace moetier::cli

@@ -72,8 +72,10 @@ CacheSize parse_cache_size(const std::string& text);
 
 /// Throws Error (one line) for tier options that would be ignored: --cache-size, --cache-policy,
 /// --trace, --save-plan, --io-queue-depth or --no-prefetch without --plan / --ram-budget /
-/// --experts-on-nvme; --cache-size with anything but --experts-on-nvme; --trace with anything but
-/// --ram-budget unless `trace_predicts` (`plan` reads the trace for its prediction with any tier).
+/// --vram-budget / --sim-device / --experts-on-nvme; --cache-size with anything but --experts-on-nvme;
+/// --trace with anything but --ram-budget / --vram-budget / --sim-device unless `trace_predicts` (`plan`
+/// reads the trace for its prediction with any tier); and the device errors of device_options
+/// (tier_options.hpp: --vram-budget without a device, or above the simulated device's capacity).
 /// `given(name)` says whether the option `name` (long name, e.g. "--io-queue-depth") was on the
 /// command line.
 void check_tier_options(const TierOptions& o, const std::function<bool(const std::string&)>& given,

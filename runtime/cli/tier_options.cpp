@@ -8,7 +8,9 @@
 
 #include "common/error.hpp"
 #include "common/file_io.hpp"
+#include "kernels/gpu_backend.hpp"
 #include "offload/routing_trace.hpp"
+#include "offload/vram_plan.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "scheduler/thread_pool.hpp"
@@ -23,8 +25,18 @@ void add_tier_options(CLI::App& sub, TierOptions& o) {
                      ->check(parsed_by("--ram-budget", [](const std::string& v) { (void)parse_bytes(v, "--ram-budget"); }));
   auto* nvme = sub.add_option("--experts-on-nvme", o.experts_on_nvme, "Stream 'all' experts or a FRACTION of them from disk")
                    ->check(parsed_by("--experts-on-nvme", [](const std::string& v) { (void)parse_nvme_fraction(v); }));
-  plan->excludes(budget)->excludes(nvme);
+  auto* vram = sub.add_option("--vram-budget", o.vram_budget,
+                              "Device memory per device, e.g. 20GiB: non-expert weights and KV cache, then the "
+                              "most-routed experts; the rest as --ram-budget places them (or all in DRAM)")
+                   ->check(parsed_by("--vram-budget", [](const std::string& v) { (void)parse_vram_budget(v); }));
+  auto* sim = sub.add_option("--sim-device", o.sim_device,
+                             "Simulated device sim:0 (computes with the CPU kernels; for CPU-only machines and tests): "
+                             "CAPACITY[,RATE], e.g. 8GiB or 8GiB,24GB/s (host->device copy rate; default 24 GB/s, "
+                             "0: unpaced); its capacity is the VRAM budget unless --vram-budget is smaller")
+                  ->check(parsed_by("--sim-device", [](const std::string& v) { (void)parse_sim_device(v); }));
+  plan->excludes(budget)->excludes(nvme)->excludes(vram);
   budget->excludes(nvme);
+  nvme->excludes(vram)->excludes(sim);
   // The options below need one of the three above (check_tier_options, runtime/cli/option_checks.hpp).
   sub.add_option("--cache-size", o.cache_size,
                  "DRAM cache for streamed experts with --experts-on-nvme: a plain number counts experts (default 16), "
@@ -72,6 +84,170 @@ uint64_t parse_bytes(const std::string& text, const std::string& what) {
   return static_cast<uint64_t>(std::llround(v * mul));
 }
 
+uint64_t parse_vram_budget(const std::string& text) {
+  const uint64_t b = parse_bytes(text, "--vram-budget");
+  if (b == 0) fail("--vram-budget \"{}\": expected a size above 0, such as 20GiB", text);
+  return b;
+}
+
+SimDeviceArg parse_sim_device(const std::string& text) {
+  const auto bad = [&] {
+    fail("--sim-device \"{}\": expected CAPACITY[,RATE] such as 8GiB or 8GiB,24GB/s (capacity above 0; rate in "
+         "GB/s, 0: unpaced)",
+         text);
+  };
+  const size_t comma = text.find(',');
+  SimDeviceArg a;
+  a.h2d_gbps = kDefaultSimH2dGbps;
+  try {
+    a.capacity_bytes = parse_bytes(text.substr(0, comma), "--sim-device");
+  } catch (const Error&) {
+    bad();
+  }
+  if (a.capacity_bytes == 0) bad();
+  if (comma == std::string::npos) return a;
+  const std::string rate = text.substr(comma + 1);
+  size_t pos = 0;
+  double v = -1;
+  try {
+    v = std::stod(rate, &pos);
+  } catch (...) {
+    bad();
+  }
+  std::string unit;
+  for (size_t i = pos; i < rate.size(); ++i)
+    if (!std::isspace(static_cast<unsigned char>(rate[i]))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(rate[i])));
+  if ((!unit.empty() && unit != "gb/s") || !std::isfinite(v) || v < 0 || v > 1e6) bad();
+  a.h2d_gbps = v;
+  return a;
+}
+
+offload::DeviceTiers DeviceOptions::tiers() const {
+  return offload::DeviceTiers{std::max(gpu::device_count(), 0), sim ? 1 : 0};
+}
+
+DeviceOptions device_options(const TierOptions& o) {
+  DeviceOptions d;
+  if (o.vram_budget.empty() && o.sim_device.empty()) return d;
+  d.enabled = true;
+  if (!o.sim_device.empty()) {
+    const SimDeviceArg s = parse_sim_device(o.sim_device);
+    d.sim = true;
+    d.capacity_bytes = s.capacity_bytes;
+    d.h2d_gbps = s.h2d_gbps;
+    d.vram_budget_bytes = s.capacity_bytes;
+  }
+  if (!o.vram_budget.empty()) {
+    d.vram_budget_bytes = parse_vram_budget(o.vram_budget);
+    if (!d.sim && gpu::device_count() <= 0)
+      fail("--vram-budget: no CUDA device ({}); use --sim-device 8GiB to test the GPU tier with the simulated device "
+           "sim:0",
+           gpu::compiled_with_cuda() ? "CUDA is built in, but no device was found" : "CUDA not in this build");
+    if (d.sim && d.vram_budget_bytes > d.capacity_bytes)
+      fail("--vram-budget {} is more than the simulated device holds (--sim-device {}: {} bytes)", o.vram_budget,
+           o.sim_device, d.capacity_bytes);
+  }
+  return d;
+}
+
+DeviceOptions devices_for_plan(const DeviceOptions& o, const offload::PlacementPlan& plan, const std::string& source) {
+  if (o.enabled) {
+    const offload::DeviceBudget* b = plan.device_budget(o.tier());
+    if (o.sim && b != nullptr && b->bytes > o.capacity_bytes)
+      fail("{}: the plan gives sim:0 {} bytes, more than --sim-device's capacity of {} bytes", source, b->bytes,
+           o.capacity_bytes);
+    return o;
+  }
+  const std::vector<offload::Tier> used = plan.used_devices();
+  if (used.empty()) return o;
+  // One device for now: the plan's first. A plan on another index (gpu:1, sim:1) gets an option set for
+  // index 0, which validate_for_backends then refuses naming the tier.
+  const offload::Tier t = used[0];
+  const offload::DeviceBudget* b = plan.device_budget(t);
+  DeviceOptions d;
+  d.enabled = true;
+  d.sim = t.kind == offload::Tier::Kind::Sim;
+  if (d.sim) {
+    if (b == nullptr)
+      fail("{}: the plan puts weights on {} but gives it no capacity (no \"devices\" entry for it); add "
+           "--sim-device CAPACITY",
+           source, offload::to_string(t));
+    d.capacity_bytes = b->bytes;
+    d.h2d_gbps = b->h2d_gbps.value_or(kDefaultSimH2dGbps);
+  }
+  d.vram_budget_bytes = b != nullptr ? b->bytes : 0;  // gpu:N without an entry: no budget stated
+  return d;
+}
+
+PlannedRun build_plan(const models::Model& model, const TierOptions& o, const RunShape& shape) {
+  const offload::ModelIdentity id = tiered::model_identity(model);
+  const std::string& file = model.gguf().path();
+  PlannedRun out;
+  out.parts = tiered::process_parts(model, shape.n_ctx, shape.n_batch, sched::global_pool().size(), o.io_queue_depth,
+                                    shape.metadata_bytes);
+  out.non_expert_bytes = out.parts.non_expert;
+  out.kv_cache_bytes = out.parts.kv_cache;
+  if (model.hparams().n_expert == 0) fail("{}: the model has no routed experts to place", file);
+  offload::PolicyKind policy = offload::PolicyKind::Lru;
+  if (!o.cache_policy.empty()) policy = offload::parse_policy(o.cache_policy);
+  if (!o.ram_budget.empty()) out.ram_budget_bytes = parse_bytes(o.ram_budget, "--ram-budget");
+  std::vector<std::vector<uint64_t>> usage;
+  if (!o.trace.empty() && o.plan.empty() && o.experts_on_nvme.empty())
+    usage = offload::read_any_trace(o.trace).usage_counts(id.n_layers, id.n_experts);
+  const DeviceOptions dev = device_options(o);
+  offload::PlacementPlan& plan = out.plan;
+  if (!o.plan.empty()) {
+    plan = offload::read_placement_plan(o.plan);
+    plan.check_model(id);
+    if (!o.cache_policy.empty()) plan.cache_policy = policy;
+  } else if (dev.enabled) {
+    // Device first: when the non-expert weights and KV cache go there, DRAM does not hold them.
+    const bool shared = offload::shared_fits_on_device(out.parts.non_expert, out.parts.kv_cache, dev.vram_budget_bytes);
+    tiered::MemoryParts dram = out.parts;
+    if (shared) dram.non_expert = dram.kv_cache = 0;
+    offload::VramPlanRequest rq;
+    rq.non_expert_bytes = out.parts.non_expert;
+    rq.kv_cache_bytes = out.parts.kv_cache;
+    rq.device = offload::DeviceBudget{dev.tier(), dev.vram_budget_bytes,
+                                      dev.sim ? std::optional<double>(dev.h2d_gbps) : std::nullopt};
+    if (out.ram_budget_bytes > 0) {
+      try {
+        rq.dram_budget_bytes = tiered::weights_budget(file, out.ram_budget_bytes, dram, id);
+      } catch (const Error& e) {
+        if (!shared) throw;
+        fail("{} (the non-expert weights and the KV cache are on {}, not in DRAM)", e.what(), offload::to_string(dev.tier()));
+      }
+    }
+    rq.usage = std::move(usage);
+    rq.policy = policy;
+    offload::VramPlan v = offload::plan_with_vram(id, rq);
+    plan = std::move(v.plan);
+    out.notes = std::move(v.notes);
+  } else if (out.ram_budget_bytes > 0) {
+    // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.
+    const uint64_t weights = tiered::weights_budget(file, out.ram_budget_bytes, out.parts, id);
+    offload::RamBudgetOptions ro;
+    ro.policy = policy;
+    plan = offload::plan_from_ram_budget(id, weights, out.parts.non_expert, usage, ro);
+  } else {
+    const double fraction = parse_nvme_fraction(o.experts_on_nvme);
+    const CacheSize cache = o.cache_size.empty() ? CacheSize{} : parse_cache_size(o.cache_size);
+    plan = offload::plan_experts_on_nvme(id, fraction, cache.bytes, policy, cache.experts ? cache.experts : 16);
+  }
+  out.device = devices_for_plan(dev, plan, o.plan.empty() ? file : o.plan);
+  plan.validate_for_backends(out.device.tiers());
+  plan.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
+  if (out.device.sim && plan.device_budget(out.device.tier()) == nullptr) {
+    // A plan without a budget for the simulated device must still fit its capacity.
+    offload::PlacementPlan with_capacity = plan;
+    with_capacity.devices.push_back(offload::DeviceBudget{out.device.tier(), out.device.capacity_bytes, std::nullopt});
+    with_capacity.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
+  }
+  if (plan.non_expert.is_device()) out.parts.non_expert = 0;
+  if (plan.kv_cache.is_device()) out.parts.kv_cache = 0;
+  return out;
+}
+
 std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
                                                   tiered::MemoryParts* parts_out) {
   const offload::ModelIdentity id = tiered::model_identity(model);
@@ -83,28 +259,16 @@ std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const T
     if (parts_out) *parts_out = parts;
     return nullptr;
   }
-  if (model.hparams().n_expert == 0) fail("{}: the model has no routed experts to place", model.gguf().path());
-  offload::PolicyKind policy = offload::PolicyKind::Lru;
-  if (!o.cache_policy.empty()) policy = offload::parse_policy(o.cache_policy);
-  offload::PlacementPlan plan;
-  uint64_t budget = 0;
-  if (!o.plan.empty()) {
-    plan = offload::read_placement_plan(o.plan);
-    if (!o.cache_policy.empty()) plan.cache_policy = policy;
-  } else if (!o.ram_budget.empty()) {
-    budget = parse_bytes(o.ram_budget, "--ram-budget");
-    // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.
-    const uint64_t weights = tiered::weights_budget(model.gguf().path(), budget, parts, id);
-    std::vector<std::vector<uint64_t>> usage;
-    if (!o.trace.empty()) usage = offload::read_any_trace(o.trace).usage_counts(id.n_layers, id.n_experts);
-    offload::RamBudgetOptions ro;
-    ro.policy = policy;
-    plan = offload::plan_from_ram_budget(id, weights, parts.non_expert, usage, ro);
-  } else {
-    const double fraction = parse_nvme_fraction(o.experts_on_nvme);
-    const CacheSize cache = o.cache_size.empty() ? CacheSize{} : parse_cache_size(o.cache_size);
-    plan = offload::plan_experts_on_nvme(id, fraction, cache.bytes, policy, cache.experts ? cache.experts : 16);
-  }
+  PlannedRun pr = build_plan(model, o, shape);
+  const offload::PlacementPlan& plan = pr.plan;
+  const uint64_t budget = pr.ram_budget_bytes;
+  parts = pr.parts;
+  for (const std::string& note : pr.notes) std::fprintf(stderr, "moetier: plan: %s\n", note.c_str());
+  // Until the MoE executor runs device tiers (the lead's wiring of issue 9), TieredExperts homes experts in
+  // DRAM and on NVMe only: say so in one line instead of its "no GPU backend".
+  if (!plan.used_devices().empty())
+    fail("{}: the plan puts weights on {}, but run cannot use device tiers yet (plan can evaluate it)",
+         model.gguf().path(), offload::to_string(plan.used_devices()[0]));
   if (!o.save_plan.empty()) offload::write_placement_plan(o.save_plan, plan);
   tiered::TieredOptions to;
   to.reader.queue_depth = o.io_queue_depth;

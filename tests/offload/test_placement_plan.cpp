@@ -209,3 +209,155 @@ TEST_CASE("plan_from_ram_budget: everything fits, spread evenly, most-routed fir
                          doctest::Contains("less than one streamed expert"), moetier::Error);
   }
 }
+
+// ---- device tiers (sim:N beside gpu:N), the KV cache's home, device budgets ----
+
+namespace {
+
+// sample_plan() with two experts and the non-expert weights and KV cache on sim:0, and budgets for sim:0
+// (with a copy rate) and gpu:1.
+PlacementPlan device_plan() {
+  PlacementPlan p = sample_plan();
+  p.experts[1][0] = Tier::sim(0);
+  p.experts[3][2] = Tier::sim(0);
+  p.non_expert = Tier::sim(0);
+  p.kv_cache = Tier::sim(0);
+  p.devices = {DeviceBudget{Tier::sim(0), 5000000, 12.5}, DeviceBudget{Tier::gpu(1), 4000000, std::nullopt}};
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("tier strings: sim:N") {
+  Tier t;
+  CHECK((parse_tier("sim:0", t) && t == Tier::sim(0) && t.is_device()));
+  CHECK((parse_tier("sim:7", t) && t == Tier::sim(7)));
+  for (const char* bad : {"sim", "sim:", "sim:-1", "sim:+1", "sim:0x", "SIM:0", "sim:0 "})
+    CHECK_MESSAGE(!parse_tier(bad, t), bad);
+  CHECK(to_string(Tier::sim(2)) == "sim:2");
+  CHECK(Tier::gpu(0).is_device());
+  CHECK(!Tier::dram().is_device());
+  CHECK(!Tier::nvme().is_device());
+  CHECK(Tier::sim(0) != Tier::gpu(0));
+}
+
+TEST_CASE("placement plan: sim tiers, the KV cache's home and device budgets survive a JSON round trip") {
+  const PlacementPlan p = device_plan();
+  const std::string text = plan_to_json(p);
+  const json j = json::parse(text);
+  CHECK(j["schema"] == "moetier.placement/1");
+  CHECK(j["non_expert"] == "sim:0");
+  CHECK(j["kv_cache"] == "sim:0");
+  CHECK(j["devices"][0] == json({{"tier", "sim:0"}, {"bytes", 5000000}, {"h2d_gbps", 12.5}}));
+  CHECK(j["devices"][1] == json({{"tier", "gpu:1"}, {"bytes", 4000000}}));
+  CHECK(j["experts"][1][0] == "sim:0");
+  const PlacementPlan back = parse_placement_plan(text);
+  expect_same(back, p);
+  CHECK(back.kv_cache == p.kv_cache);
+  CHECK(back.devices == p.devices);
+  CHECK(p.experts_on(Tier::sim(0)) == std::vector<ExpertId>{{1, 0}, {3, 2}});
+  CHECK(p.bytes_on(Tier::sim(0)) == 1000000 + 1200000);
+  CHECK(p.bytes_on(Tier::gpu(1)) == 900000);
+  CHECK(p.bytes_on(Tier::Kind::Sim) == 1000000 + 1200000);
+  CHECK(p.used_devices() == std::vector<Tier>{Tier::gpu(0), Tier::gpu(1), Tier::sim(0)});
+  REQUIRE(p.device_budget(Tier::gpu(1)) != nullptr);
+  CHECK(p.device_budget(Tier::gpu(1))->bytes == 4000000);
+  CHECK(p.device_budget(Tier::gpu(0)) == nullptr);
+}
+
+TEST_CASE("placement plan: files without kv_cache and devices read as before (KV cache in DRAM, no budgets)") {
+  const PlacementPlan p = sample_plan();
+  const std::string text = plan_to_json(p);
+  // Written only when not the default: a plan without device tiers is the text it was before them.
+  CHECK(text.find("kv_cache") == std::string::npos);
+  CHECK(text.find("devices") == std::string::npos);
+  json j = json::parse(text);
+  const PlacementPlan back = parse_placement_plan(j.dump());
+  CHECK(back.kv_cache == Tier::dram());
+  CHECK(back.devices.empty());
+  j["kv_cache"] = "dram";  // stated explicitly: the same plan
+  expect_same(parse_placement_plan(j.dump()), p);
+}
+
+TEST_CASE("placement plan: validation errors of device tiers name their JSON path") {
+  const json good = json::parse(plan_to_json(device_plan()));
+  auto with = [&](auto&& edit) {
+    json j = good;
+    edit(j);
+    return j;
+  };
+  expect_error(with([](json& j) { j["kv_cache"] = "nvme"; }), "/kv_cache", "not a home for the KV cache");
+  expect_error(with([](json& j) { j["kv_cache"] = "sim"; }), "/kv_cache", "bad tier \"sim\"");
+  expect_error(with([](json& j) { j["non_expert"] = "sim:-1"; }), "/non_expert", "bad tier");
+  expect_error(with([](json& j) { j["experts"][1][5] = "sim:x"; }), "/experts/1/5", "bad tier \"sim:x\"");
+  expect_error(with([](json& j) { j["devices"] = "sim:0"; }), "/devices", "expected an array");
+  expect_error(with([](json& j) { j["devices"][0] = 3; }), "/devices/0", "expected an object");
+  expect_error(with([](json& j) { j["devices"][0]["tier"] = "dram"; }), "/devices/0/tier", "not a device");
+  expect_error(with([](json& j) { j["devices"][1]["tier"] = "sim:0"; }), "/devices/1/tier", "listed twice");
+  expect_error(with([](json& j) { j["devices"][0].erase("tier"); }), "/devices/0/tier", "missing");
+  expect_error(with([](json& j) { j["devices"][0].erase("bytes"); }), "/devices/0/bytes", "missing");
+  expect_error(with([](json& j) { j["devices"][0]["bytes"] = 0; }), "/devices/0/bytes", "must be > 0");
+  expect_error(with([](json& j) { j["devices"][0]["bytes"] = -5; }), "/devices/0/bytes", "non-negative integer");
+  expect_error(with([](json& j) { j["devices"][0]["bytes"] = 2000000; }), "/devices/0/bytes",
+               "cannot hold the 2200000 bytes of experts placed on it");
+  expect_error(with([](json& j) { j["devices"][0]["h2d_gbps"] = -1; }), "/devices/0/h2d_gbps", "expected a rate");
+  expect_error(with([](json& j) { j["devices"][0]["h2d_gbps"] = "fast"; }), "/devices/0/h2d_gbps", "expected a rate");
+  expect_error(with([](json& j) { j["devices"][1]["h2d_gbps"] = 24; }), "/devices/1/h2d_gbps",
+               "only a simulated device");
+  expect_error(with([](json& j) { j["devices"][0]["color"] = 1; }), "/devices/0/color", "unknown key");
+  // A budget of exactly the experts placed there, and a 0 (unpaced) rate, are fine.
+  CHECK_NOTHROW(parse_placement_plan(with([](json& j) { j["devices"][0]["bytes"] = 2200000; }).dump()));
+  CHECK_NOTHROW(parse_placement_plan(with([](json& j) { j["devices"][0]["h2d_gbps"] = 0; }).dump()));
+}
+
+TEST_CASE("placement plan: validate_for_backends names the device tiers a process lacks") {
+  const PlacementPlan p = device_plan();  // gpu:0 (1 expert), gpu:1 (1 expert), sim:0 (2 experts, non-expert, KV)
+  CHECK_NOTHROW(p.validate_for_backends(DeviceTiers{2, 1}));
+  struct Case {
+    DeviceTiers have;
+    std::vector<std::string> says;
+    std::vector<std::string> not_says;
+  };
+  const std::vector<Case> cases = {
+      {{0, 0},
+       {"2 experts on a GPU (first: layer 2 expert 1 on gpu:0)", "2 experts on a simulated device (first: layer 1 expert 0 on sim:0)",
+        "non-expert weights on sim:0", "KV cache on sim:0", "no GPU backend", "no simulated device",
+        "gpu:0, gpu:1, sim:0 missing"},
+       {}},
+      {{1, 1}, {"1 expert on a GPU (first: layer 4 expert 0 on gpu:1)", "1 CUDA device (gpu:0) and the simulated device sim:0", ": gpu:1 missing"},
+       {"sim:0 missing", "non-expert", "KV cache"}},
+      {{2, 0}, {"2 experts on a simulated device", "the non-expert weights on sim:0 and the KV cache on sim:0",
+                "no simulated device (--sim-device turns on sim:0)", ": sim:0 missing"},
+       {"on a GPU"}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.have.n_gpu);
+    CAPTURE(c.have.n_sim);
+    try {
+      p.validate_for_backends(c.have);
+      FAIL("accepted");
+    } catch (const moetier::Error& e) {
+      const std::string msg = e.what();
+      CAPTURE(msg);
+      CHECK(msg.find('\n') == std::string::npos);
+      for (const auto& s : c.says) CHECK_MESSAGE(msg.find(s) != std::string::npos, s);
+      for (const auto& s : c.not_says) CHECK_MESSAGE(msg.find(s) == std::string::npos, s);
+    }
+  }
+  // The pre-sim signature: any gpu index, no simulated device.
+  CHECK_THROWS_WITH_AS(p.validate_for_backends(true), doctest::Contains("sim:0 missing"), moetier::Error);
+  CHECK_NOTHROW(sample_plan().validate_for_backends(true));
+}
+
+TEST_CASE("placement plan: check_device_budgets adds the non-expert weights and KV cache to a device's experts") {
+  const PlacementPlan p = device_plan();  // sim:0: 2200000 bytes of experts, budget 5000000; gpu:1: 900000 of 4000000
+  CHECK_NOTHROW(p.check_device_budgets(1000000, 1800000));   // exactly 5000000
+  CHECK_THROWS_WITH_AS(p.check_device_budgets(1000000, 1800001),
+                       doctest::Contains("sim:0 needs 2200000 bytes of experts + 1000000 bytes of non-expert weights + "
+                                         "1800001 bytes of KV cache, more than its budget of 5000000 bytes"),
+                       moetier::Error);
+  CHECK_THROWS_AS(p.check_device_budgets(UINT64_MAX, UINT64_MAX), moetier::Error);  // no wrap-around
+  PlacementPlan q = p;
+  q.kv_cache = Tier::dram();
+  CHECK_NOTHROW(q.check_device_budgets(1000000, UINT64_MAX));  // the KV cache is not on the device
+}
