@@ -5,6 +5,7 @@
 #include <array>
 
 #include "common/error.hpp"
+#include "kernels/gpu_backend.hpp"
 
 namespace moetier::sched {
 
@@ -19,6 +20,9 @@ constexpr std::array kDeviceBackends{
 }  // namespace
 
 std::span<const DeviceBackendEntry> device_backends() { return kDeviceBackends; }
+
+int gpu_device_count() { return gpu::device_count(); }
+bool gpu_compiled() { return gpu::compiled_with_cuda(); }
 
 std::unique_ptr<DeviceBackend> make_device_backend(const DeviceSpec& spec) {
   std::string known;

@@ -36,6 +36,11 @@ struct DeviceBackendEntry {
 /// The registered device backends, in registration order.
 std::span<const DeviceBackendEntry> device_backends();
 
+/// CUDA devices usable at run time (kernels/gpu_backend.hpp; 0 without CUDA, a driver or a device), and
+/// whether this binary was built with the CUDA kernels: how the runtime learns what gpu:N tiers exist.
+int gpu_device_count();
+bool gpu_compiled();
+
 /// Opens `spec`. Throws moetier::Error for an unknown kind (naming the registered ones) or when the
 /// backend cannot open the device (its message).
 std::unique_ptr<DeviceBackend> make_device_backend(const DeviceSpec& spec);

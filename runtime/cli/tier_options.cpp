@@ -8,7 +8,7 @@
 
 #include "common/error.hpp"
 #include "common/file_io.hpp"
-#include "kernels/gpu_backend.hpp"
+#include "scheduler/backend_registry.hpp"
 #include "offload/routing_trace.hpp"
 #include "offload/vram_plan.hpp"
 #include "runtime/cli/option_checks.hpp"
@@ -123,7 +123,7 @@ SimDeviceArg parse_sim_device(const std::string& text) {
 }
 
 offload::DeviceTiers DeviceOptions::tiers() const {
-  return offload::DeviceTiers{std::max(gpu::device_count(), 0), sim ? 1 : 0};
+  return offload::DeviceTiers{std::max(sched::gpu_device_count(), 0), sim ? 1 : 0};
 }
 
 DeviceOptions device_options(const TierOptions& o) {
@@ -139,10 +139,10 @@ DeviceOptions device_options(const TierOptions& o) {
   }
   if (!o.vram_budget.empty()) {
     d.vram_budget_bytes = parse_vram_budget(o.vram_budget);
-    if (!d.sim && gpu::device_count() <= 0)
+    if (!d.sim && sched::gpu_device_count() <= 0)
       fail("--vram-budget: no CUDA device ({}); use --sim-device 8GiB to test the GPU tier with the simulated device "
            "sim:0",
-           gpu::compiled_with_cuda() ? "CUDA is built in, but no device was found" : "CUDA not in this build");
+           sched::gpu_compiled() ? "CUDA is built in, but no device was found" : "CUDA not in this build");
     if (d.sim && d.vram_budget_bytes > d.capacity_bytes)
       fail("--vram-budget {} is more than the simulated device holds (--sim-device {}: {} bytes)", o.vram_budget,
            o.sim_device, d.capacity_bytes);

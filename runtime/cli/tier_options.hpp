@@ -76,7 +76,7 @@ struct DeviceOptions {
   /// sim:0 or gpu:0.
   offload::Tier tier() const { return sim ? offload::Tier::sim(0) : offload::Tier::gpu(0); }
   /// The device tiers this process has for validate_for_backends: sim:0 when sim; gpu:0..N-1 for the
-  /// CUDA devices found (kernels/gpu_backend.hpp device_count()).
+  /// CUDA devices found (sched::gpu_device_count(), scheduler/backend_registry.hpp).
   offload::DeviceTiers tiers() const;
 };
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/gpu_backend.hpp"
+#include "scheduler/backend_registry.hpp"
 #include "tests/run_util.hpp"
 
 using Json = nlohmann::json;
@@ -148,7 +148,7 @@ TEST_CASE("--vram-budget and --sim-device: bad values and combinations are one l
 }
 
 TEST_CASE("--vram-budget without a CUDA device and without --sim-device names the sim tier") {
-  if (gpu::device_count() > 0) {
+  if (sched::gpu_device_count() > 0) {
     MESSAGE("skipped: this machine has a CUDA device, so --vram-budget plans for gpu:0");
     return;
   }
@@ -266,7 +266,7 @@ TEST_CASE("plan --sim-device: non-expert weights and KV cache first, then expert
     check_one_line_error(test::run_moetier(dir, plan_args({"--plan", sim1})),
                          {"experts on a simulated device (first: ", "non-expert weights on sim:1", "the simulated device sim:0",
                           ": sim:1 missing"});
-    if (gpu::device_count() == 0) {
+    if (sched::gpu_device_count() == 0) {
       text = slurp(saved);
       for (size_t at; (at = text.find("sim:0")) != std::string::npos;) text.replace(at, 5, "gpu:0");
       text.erase(text.find(",\"h2d_gbps\":12.0"), std::string(",\"h2d_gbps\":12.0").size());
