@@ -65,6 +65,9 @@ class RoutingObserver {
   virtual ~RoutingObserver() = default;
   /// experts: distinct ids routed to by the batch, ascending (valid during the call only).
   virtual void observe(int32_t layer, std::span<const int32_t> experts) = 0;
+  /// A new forward step (prefill batch or decode token) starts: the time to act on what was observed
+  /// (e.g. refresh dynamic device slots). Called by MoeExecutor::begin_step.
+  virtual void between_steps() {}
 };
 
 class ExpertBackend {

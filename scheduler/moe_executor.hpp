@@ -55,6 +55,11 @@ class MoeExecutor {
   /// keep their own spans. `log` must outlive its use; it grows (profiling only, not the hot path).
   void set_span_log(std::vector<GroupSpan>* log) { span_log_ = log; }
 
+  /// Called by the model at the start of each forward step: the observer's between_steps() runs here.
+  void begin_step() {
+    if (observer_) observer_->between_steps();
+  }
+
   /// One MoE layer. x [n_tokens, n_embd] f32 (read) with n_tokens = r.n_tokens; y [n_tokens, n_embd] f32
   /// (written) = the weighted sum of the routed experts in slot order. With `shared` (the layer's shared
   /// expert, host weights), shared_y [n_tokens, n_embd] (written) = shared(x), computed on the device when

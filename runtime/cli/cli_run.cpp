@@ -173,23 +173,49 @@ void run(const RunOptions& o) {
                     {"predicted_n", st.n_eval}, {"predicted_ms", st.gen_ms}, {"predicted_tokens_per_s", st.gen_tps()}};
     j["threads"] = sched::global_pool().size();
     j["prefill_gemm"] = {{"min_batch", o.gemm_min_batch}, {"matmuls", model->prefill_gemm_matmuls()}};
-    if (tiers && tiers->cache()) {
-      const auto t = tiers->cache()->total_stats();
-      const auto d = tiers->total_demand();
+    if (tiers.streamed) {
+      const auto t = tiers.streamed->cache()->total_stats();
+      const auto d = tiers.streamed->total_demand();
       const auto& ps = model->prediction_stats();
       j["expert_cache"] = {{"requests", d.requests()}, {"hits", d.hits}, {"prefetched", d.prefetched}, {"misses", d.misses},
                            {"bytes_read", t.bytes_read}, {"stall_ms", t.stall_ns / 1e6}, {"evictions", t.evictions},
                            {"prefetch_predicted", ps.predicted}, {"prefetch_correct", ps.correct}};
     }
+    if (tiers.device) {
+      auto& dev = tiers.device->device();
+      const auto b = dev.stats();
+      const auto c = model->executor().cpu_stats();
+      j["device"] = {{"name", dev.name()},
+                     {"capacity_bytes", dev.capacity_bytes()},
+                     {"used_bytes", dev.used_bytes()},
+                     {"placed_experts", tiers.device->placement().n_experts},
+                     {"placed_ffns", tiers.device->placement().n_shared},
+                     {"h2d_bytes", b.h2d_bytes},
+                     {"device_groups", b.groups},
+                     {"device_busy_ms", b.busy_ns / 1e6},
+                     {"cpu_groups", c.groups},
+                     {"cpu_busy_ms", c.busy_ns / 1e6}};
+      if (const auto* sl = tiers.device->slots())
+        j["device"]["dynamic_slots"] = {{"hit_rate", sl->stats().hit_rate()}, {"placed", sl->stats().placed},
+                                        {"evicted", sl->stats().evicted}, {"bytes_copied", sl->stats().bytes_copied}};
+    }
     emit(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
   print_timings(st);
-  if (tiers && tiers->cache()) {
-    const auto t = tiers->cache()->total_stats();
-    const auto d = tiers->total_demand();
+  if (tiers.device) {
+    if (o.tiers.verbose) std::fprintf(stderr, "moetier: %s", tiers.device->stats_report().c_str());
+    const auto b = tiers.device->device().stats();
+    const auto c = model->executor().cpu_stats();
+    std::fprintf(stderr, "moetier: device %s: %llu groups (busy %.1f ms), cpu %llu groups (busy %.1f ms), %.1f MB copied host->device\n",
+                 tiers.device->device().name().c_str(), static_cast<unsigned long long>(b.groups), b.busy_ns / 1e6,
+                 static_cast<unsigned long long>(c.groups), c.busy_ns / 1e6, b.h2d_bytes / 1e6);
+  }
+  if (tiers.streamed) {
+    const auto t = tiers.streamed->cache()->total_stats();
+    const auto d = tiers.streamed->total_demand();
     const uint64_t req = d.requests();
     const auto& ps = model->prediction_stats();
-    if (o.tiers.verbose) std::fprintf(stderr, "moetier: %s", tiers->stats_report().c_str());
+    if (o.tiers.verbose) std::fprintf(stderr, "moetier: %s", tiers.streamed->stats_report().c_str());
     std::fprintf(stderr,
                  "moetier: expert cache: %llu requests, %.1f%% hits, %.1f%% prefetched, %.1f%% misses, %.1f MB read, "
                  "stalled %.1f ms; next-layer prediction %.1f%% right\n",

@@ -105,6 +105,8 @@ CacheSize parse_cache_size(const std::string& text) {
 
 void check_tier_options(const TierOptions& o, const std::function<bool(const std::string&)>& given,
                         bool trace_predicts) {
+  if (!o.device_slots.empty() && o.vram_budget.empty() && o.sim_device.empty())
+    fail("--device-slots needs a device: --sim-device SIZE or --vram-budget SIZE");
   if (!o.any()) {
     for (const char* name : {"--cache-size", "--cache-policy", "--trace", "--save-plan", "--io-queue-depth", "--no-prefetch"})
       if (given(name))

@@ -34,7 +34,11 @@ void add_tier_options(CLI::App& sub, TierOptions& o) {
                              "CAPACITY[,RATE], e.g. 8GiB or 8GiB,24GB/s (host->device copy rate; default 24 GB/s, "
                              "0: unpaced); its capacity is the VRAM budget unless --vram-budget is smaller")
                   ->check(parsed_by("--sim-device", [](const std::string& v) { (void)parse_sim_device(v); }));
-  plan->excludes(budget)->excludes(nvme)->excludes(vram);
+  auto* slots = sub.add_option("--device-slots", o.device_slots,
+                               "Device memory for dynamic expert slots, e.g. 2GiB, taken from the VRAM budget: the most-"
+                               "routed DRAM experts are copied there between steps")
+                    ->check(parsed_by("--device-slots", [](const std::string& v) { (void)parse_bytes(v, "--device-slots"); }));
+  plan->excludes(budget)->excludes(nvme)->excludes(vram)->excludes(slots);
   budget->excludes(nvme);
   nvme->excludes(vram)->excludes(sim);
   // The options below need one of the three above (check_tier_options, runtime/cli/option_checks.hpp).
@@ -128,7 +132,10 @@ offload::DeviceTiers DeviceOptions::tiers() const {
 
 DeviceOptions device_options(const TierOptions& o) {
   DeviceOptions d;
-  if (o.vram_budget.empty() && o.sim_device.empty()) return d;
+  if (o.vram_budget.empty() && o.sim_device.empty()) {
+    if (!o.device_slots.empty()) fail("--device-slots needs a device: --sim-device SIZE or --vram-budget SIZE");
+    return d;
+  }
   d.enabled = true;
   if (!o.sim_device.empty()) {
     const SimDeviceArg s = parse_sim_device(o.sim_device);
@@ -146,6 +153,13 @@ DeviceOptions device_options(const TierOptions& o) {
     if (d.sim && d.vram_budget_bytes > d.capacity_bytes)
       fail("--vram-budget {} is more than the simulated device holds (--sim-device {}: {} bytes)", o.vram_budget,
            o.sim_device, d.capacity_bytes);
+  }
+  if (!o.device_slots.empty()) {
+    d.slot_bytes = parse_bytes(o.device_slots, "--device-slots");
+    if (d.slot_bytes == 0 || d.slot_bytes >= d.vram_budget_bytes)
+      fail("--device-slots {}: expected more than 0 and less than the VRAM budget ({} bytes)", o.device_slots,
+           d.vram_budget_bytes);
+    d.vram_budget_bytes -= d.slot_bytes;
   }
   return d;
 }
@@ -179,6 +193,12 @@ DeviceOptions devices_for_plan(const DeviceOptions& o, const offload::PlacementP
   return d;
 }
 
+namespace {
+// True while no device backend computes attention: what a plan puts on a device of the non-expert weights
+// and the KV cache is still held (and read) in host memory too.
+constexpr bool kHostKeepsNonExpert = true;
+}  // namespace
+
 PlannedRun build_plan(const models::Model& model, const TierOptions& o, const RunShape& shape) {
   const offload::ModelIdentity id = tiered::model_identity(model);
   const std::string& file = model.gguf().path();
@@ -201,10 +221,12 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     plan.check_model(id);
     if (!o.cache_policy.empty()) plan.cache_policy = policy;
   } else if (dev.enabled) {
-    // Device first: when the non-expert weights and KV cache go there, DRAM does not hold them.
+    // Device first. No device backend computes attention yet (the CUDA backend, issue 10, will): the
+    // attention weights are read from the mapped file and the KV cache lives in host memory even when the
+    // plan puts them on the device, so DRAM accounting keeps them (kHostKeepsNonExpert).
     const bool shared = offload::shared_fits_on_device(out.parts.non_expert, out.parts.kv_cache, dev.vram_budget_bytes);
     tiered::MemoryParts dram = out.parts;
-    if (shared) dram.non_expert = dram.kv_cache = 0;
+    if (shared && !kHostKeepsNonExpert) dram.non_expert = dram.kv_cache = 0;
     offload::VramPlanRequest rq;
     rq.non_expert_bytes = out.parts.non_expert;
     rq.kv_cache_bytes = out.parts.kv_cache;
@@ -214,7 +236,7 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
       try {
         rq.dram_budget_bytes = tiered::weights_budget(file, out.ram_budget_bytes, dram, id);
       } catch (const Error& e) {
-        if (!shared) throw;
+        if (!shared || kHostKeepsNonExpert) throw;
         fail("{} (the non-expert weights and the KV cache are on {}, not in DRAM)", e.what(), offload::to_string(dev.tier()));
       }
     }
@@ -243,46 +265,57 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     with_capacity.devices.push_back(offload::DeviceBudget{out.device.tier(), out.device.capacity_bytes, std::nullopt});
     with_capacity.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
   }
-  if (plan.non_expert.is_device()) out.parts.non_expert = 0;
-  if (plan.kv_cache.is_device()) out.parts.kv_cache = 0;
+  if (!kHostKeepsNonExpert) {
+    if (plan.non_expert.is_device()) out.parts.non_expert = 0;
+    if (plan.kv_cache.is_device()) out.parts.kv_cache = 0;
+  }
   return out;
 }
 
-std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
-                                                  tiered::MemoryParts* parts_out) {
+RunTiers setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape, tiered::MemoryParts* parts_out) {
   const offload::ModelIdentity id = tiered::model_identity(model);
   tiered::MemoryParts parts = tiered::process_parts(model, shape.n_ctx, shape.n_batch, sched::global_pool().size(),
                                                     o.io_queue_depth, shape.metadata_bytes);
+  RunTiers rt;
   if (!o.any()) {
     tiered::add_all_resident(parts, id);
     if (o.verbose) std::fprintf(stderr, "moetier: memory:\n%s", tiered::memory_table(parts, 0).c_str());
     if (parts_out) *parts_out = parts;
-    return nullptr;
+    return rt;
   }
   PlannedRun pr = build_plan(model, o, shape);
-  const offload::PlacementPlan& plan = pr.plan;
+  rt.plan = pr.plan;
+  const offload::PlacementPlan& plan = rt.plan;
   const uint64_t budget = pr.ram_budget_bytes;
   parts = pr.parts;
   for (const std::string& note : pr.notes) std::fprintf(stderr, "moetier: plan: %s\n", note.c_str());
-  // Until the MoE executor runs device tiers (the lead's wiring of issue 9), TieredExperts homes experts in
-  // DRAM and on NVMe only: say so in one line instead of its "no GPU backend".
-  if (!plan.used_devices().empty())
-    fail("{}: the plan puts weights on {}, but run cannot use device tiers yet (plan can evaluate it)",
-         model.gguf().path(), offload::to_string(plan.used_devices()[0]));
   if (!o.save_plan.empty()) offload::write_placement_plan(o.save_plan, plan);
   tiered::TieredOptions to;
   to.reader.queue_depth = o.io_queue_depth;
-  auto tiers = std::make_unique<tiered::TieredExperts>(model, plan, to);
-  tiers->set_prefetch(!o.no_prefetch);
-  tiered::add_plan_parts(parts, plan, tiers->cache() ? tiers->cache()->slot_bytes() : 0);
+  to.devices = pr.device.tiers();
+  rt.streamed = std::make_unique<tiered::TieredExperts>(model, plan, to);
+  rt.streamed->set_prefetch(!o.no_prefetch);
+  tiered::add_plan_parts(parts, plan, rt.streamed->cache() ? rt.streamed->cache()->slot_bytes() : 0);
   if (o.verbose) {
     std::fprintf(stderr, "moetier: plan in force (%s):\n%s", o.plan.empty() ? "built from options" : o.plan.c_str(),
                  offload::plan_to_json(plan).c_str());
     std::fprintf(stderr, "\nmoetier: memory:\n%s", tiered::memory_table(parts, budget).c_str());
   }
   if (parts_out) *parts_out = parts;
-  model.set_streamed_experts(tiers.get());
-  return tiers;
+  if (rt.streamed->cache()) model.set_streamed_experts(rt.streamed.get());
+  else rt.streamed.reset();  // nothing on NVMe
+  if (pr.device.enabled && !plan.used_devices().empty()) {
+    const DeviceOptions& d = pr.device;
+    sched::DeviceSpec spec;
+    spec.kind = d.sim ? "sim" : "gpu";
+    spec.index = d.tier().device;
+    // The simulated device has the memory --sim-device gives it; a GPU's budget is what we may use of it.
+    spec.capacity_bytes = d.sim && d.capacity_bytes > 0 ? d.capacity_bytes : d.vram_budget_bytes + d.slot_bytes;
+    spec.h2d_gbps = d.h2d_gbps;
+    spec.gemm_min_tokens = model.gemm_min_tokens();
+    rt.device = std::make_unique<tiered::DeviceTier>(model, plan, d.tier(), spec, d.slot_bytes);
+  }
+  return rt;
 }
 
 }  // namespace moetier::cli

@@ -12,6 +12,7 @@
 #include "offload/placement_plan.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/tiered/memory_budget.hpp"
+#include "runtime/tiered/device_tier.hpp"
 #include "runtime/tiered/tiered_experts.hpp"
 
 namespace CLI {
@@ -30,6 +31,7 @@ struct TierOptions {
   std::string save_plan;        // --save-plan FILE
   std::string vram_budget;      // --vram-budget 20GiB (per device)
   std::string sim_device;       // --sim-device 8GiB[,24GB/s]
+  std::string device_slots;     // --device-slots 2GiB: dynamic expert slots, carved from the VRAM budget
   unsigned io_queue_depth = 32;
   bool no_prefetch = false;
   bool verbose = false;
@@ -71,6 +73,7 @@ struct DeviceOptions {
   bool sim = false;                ///< the simulated device sim:0; otherwise CUDA device gpu:0
   uint64_t capacity_bytes = 0;     ///< sim: its memory (--sim-device CAPACITY); gpu: 0 (not known here)
   double h2d_gbps = kDefaultSimH2dGbps;  ///< sim: host->device copy rate, GB/s (0: unpaced); gpu: unused
+  uint64_t slot_bytes = 0;         ///< --device-slots: dynamic expert slots (already taken off vram_budget_bytes)
   uint64_t vram_budget_bytes = 0;  ///< what a plan may put on the device: --vram-budget, else the sim capacity
                                    ///< (from a plan: its "devices" entry; 0 for a gpu:N it gives no budget)
   /// sim:0 or gpu:0.
@@ -126,9 +129,16 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
 /// process: the KV cache, scratch, I/O state, metadata and fixed overhead of `shape` are set aside
 /// before the weights are placed (Error, one line, when the budget cannot hold them plus the non-expert
 /// weights and one streamed expert). Prints the plan and the memory table with --verbose, saves the
-/// plan with --save-plan, and installs a TieredExperts in `model`. Returns nullptr (and installs
-/// nothing) when no tier option is given. `parts` (optional) receives the memory parts of the run.
-std::unique_ptr<tiered::TieredExperts> setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
-                                                  tiered::MemoryParts* parts = nullptr);
+/// plan with --save-plan, and installs in `model` a TieredExperts (experts on NVMe) and a DeviceTier (a
+/// device tier: its experts and FFNs copied there, dynamic slots with --device-slots). Returns empty
+/// RunTiers (and installs nothing) when no tier option is given. `parts` (optional) receives the memory
+/// parts of the run.
+struct RunTiers {
+  std::unique_ptr<tiered::TieredExperts> streamed;  ///< nullptr: no expert on NVMe
+  std::unique_ptr<tiered::DeviceTier> device;       ///< nullptr: no device tier
+  offload::PlacementPlan plan;                      ///< the plan in force (empty without tier options)
+};
+RunTiers setup_tiers(models::Model& model, const TierOptions& o, const RunShape& shape,
+                     tiered::MemoryParts* parts = nullptr);
 
 }  // namespace moetier::cli

@@ -215,6 +215,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     if (t < 0 || t >= hp_.n_vocab) fail("token id {} out of range (n_vocab {})", t, hp_.n_vocab);
   if (opt.routing) opt.routing->assign(static_cast<size_t>(hp_.n_layer), {});
   const int64_t pos0 = cache.n_past;
+  executor_.begin_step();
   // Non-finite values (NaN / inf weights, overflowing activations) stop the run here, before anything
   // is sampled or printed from them. Row t of `rows` carried rows is position pos0 + n - rows + t.
   const auto check_finite = [&](const float* v, int64_t n_rows, int64_t width, const char* what, int il) {

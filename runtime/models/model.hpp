@@ -61,6 +61,7 @@ class Model {
   /// Smallest per-matrix batch of the FFNs (tokens routed to one expert; the whole batch for dense and
   /// shared FFNs) computed by the prefill GEMM instead of ggml's dot products (LinearExec::batch); 0 = never.
   void set_gemm_min_tokens(int64_t n) { lin_.set_gemm_min_tokens(n); }
+  int64_t gemm_min_tokens() const { return lin_.gemm_min_tokens(); }
   /// Matrix products computed by the prefill GEMM so far (profiling and tests).
   uint64_t prefill_gemm_matmuls() const { return lin_.gemm_matmuls(); }
 

@@ -67,7 +67,7 @@ offload::ExpertCatalog build_expert_catalog(const models::Model& model, const of
 TieredExperts::TieredExperts(const models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts)
     : plan_(plan) {
   plan_.check_model(model_identity(model));
-  plan_.validate_for_backends(/*has_gpu=*/false);
+  plan_.validate_for_backends(opts.devices);
   offload::ExpertCatalog cat = build_expert_catalog(model, &plan_);
   n_streamed_ = cat.size();
   if (n_streamed_ > 0) {

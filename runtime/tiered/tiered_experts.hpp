@@ -35,6 +35,9 @@ uint64_t non_expert_bytes(const models::Model& model);
 
 struct TieredOptions {
   offload::ReaderOptions reader;
+  /// The device tiers this process has (a device's experts are computed by its backend, not served here):
+  /// a plan using others is refused.
+  offload::DeviceTiers devices;
   offload::PolicyParams policy_params;
 };
 
@@ -43,8 +46,8 @@ struct TieredOptions {
 /// from the thread that runs the model.
 class TieredExperts final : public sched::ExpertSource {
  public:
-  /// Throws Error when the plan does not match the model or the cache cannot be built (e.g. its budget
-  /// holds no expert). `model` is only read here.
+  /// Throws Error when the plan does not match the model, uses a device tier not in opts.devices, or
+  /// the cache cannot be built (e.g. its budget holds no expert). `model` is only read here.
   TieredExperts(const models::Model& model, const offload::PlacementPlan& plan, const TieredOptions& opts = {});
 
   /// `experts` must all be served (homed on nvme).

@@ -229,8 +229,16 @@ TEST_CASE("plan --sim-device: non-expert weights and KV cache first, then expert
     }
     CHECK(s["predicted"]["device_bytes_per_token"].get<double>() > 0);
     CHECK(s["predicted"]["decode_tokens_per_s"].get<double>() > 0);
-    CHECK(s["memory"]["kv_cache_bytes"] == 0);     // not in DRAM
-    CHECK(s["memory"]["non_expert_bytes"] == 0);
+    // Attention still runs on the CPU (no device backend computes it before issue 10): the KV cache and the
+    // non-expert weights are counted in host memory too, at their full size.
+    const auto row_bytes = [&](const std::string& what) {
+      for (const Row& r : rows)
+        if (r.what.find(what) != std::string::npos) return r.bytes;
+      return uint64_t{0};
+    };
+    CHECK(s["memory"]["kv_cache_bytes"].get<uint64_t>() == row_bytes("KV cache"));
+    CHECK(s["memory"]["non_expert_bytes"].get<uint64_t>() == row_bytes("non-expert weights"));
+    CHECK(row_bytes("KV cache") > 0);
   }
   SUBCASE("--plan: the saved plan is evaluated as it was made, its device taken from \"devices\"") {
     const RunResult e = test::run_moetier(dir, plan_args({"--plan", saved}));
