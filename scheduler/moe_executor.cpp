@@ -115,6 +115,7 @@ void MoeExecutor::moe(int32_t layer, const TokenRouting& r, const float* x, int6
   // Device groups first: they run on its stream while the CPU computes its groups below.
   uint64_t ticket = 0;
   bool device_used = false;
+  const uint64_t device_busy0 = device_ ? device_->stats().busy_ns : 0;
   if (device_) {
     ExpertGroup g;
     g.n_embd = n_embd;
@@ -174,6 +175,7 @@ void MoeExecutor::moe(int32_t layer, const TokenRouting& r, const float* x, int6
     const auto t0 = std::chrono::steady_clock::now();
     device_->wait(ticket);
     st.device_wait_ns += ns_since(t0);
+    st.device_busy_ns += device_->stats().busy_ns - device_busy0;  // only this layer's groups ran since
   }
 
   // Weighted sum in slot order: y = ((w0*e0 + w1*e1) + w2*e2) + ... (ggml_mul then successive ggml_add).
@@ -202,7 +204,9 @@ void MoeExecutor::dense(int32_t layer, const HostFfn& w, const float* x, int64_t
   g.kind = FfnKind::Dense;
   const auto t0 = std::chrono::steady_clock::now();
   if (device_ && device_->holds(g.key)) {
+    const uint64_t busy0 = device_->stats().busy_ns;
     device_->wait(device_->run(g));
+    st.device_busy_ns += device_->stats().busy_ns - busy0;
     st.device_wait_ns += ns_since(t0);
     ++st.device_groups;
     st.device_rows += static_cast<uint64_t>(n_tokens);
@@ -225,9 +229,10 @@ std::string MoeExecutor::stats_report() const {
   for (size_t il = 0; il < layer_stats_.size(); ++il) {
     const LayerExecStats& l = layer_stats_[il];
     if (l.cpu_groups + l.device_groups == 0) continue;
-    s += fmt::format("  layer {:3d}: cpu {:6d} groups {:7d} rows {:8.1f} ms | device {:6d} groups {:7d} rows, waited {:8.1f} ms\n",
+    s += fmt::format("  layer {:3d}: cpu {:6d} groups {:7d} rows, busy {:8.1f} ms | device {:6d} groups {:7d} rows, "
+                     "busy {:8.1f} ms, waited for {:8.1f} ms\n",
                      il, l.cpu_groups, l.cpu_rows, l.cpu_ns / 1e6, l.device_groups, l.device_rows,
-                     l.device_wait_ns / 1e6);
+                     l.device_busy_ns / 1e6, l.device_wait_ns / 1e6);
   }
   return s;
 }

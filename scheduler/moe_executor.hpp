@@ -28,6 +28,7 @@ struct LayerExecStats {
   uint64_t cpu_rows = 0, device_rows = 0;      // token rows over those groups
   uint64_t cpu_ns = 0;                         // time the calling thread spent computing CPU groups
   uint64_t device_wait_ns = 0;                 // time it then waited for the device's groups
+  uint64_t device_busy_ns = 0;                 // time the device spent computing this layer's groups
 };
 
 /// When and where one group ran on the CPU (steady_clock ns): the executor's span log (profiling, tests).
