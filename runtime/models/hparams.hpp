@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/gguf/gguf_value.hpp"
+#include "scheduler/router.hpp"
 
 namespace moetier::models {
 
@@ -27,7 +28,7 @@ enum class RopeType { Norm, Neox };
 
 /// Router gating: softmax over all experts before top-k; sigmoid per expert (DeepSeek-V3);
 /// softmax over the chosen top-k logits only (gpt-oss). Source: llama.cpp llama_expert_gating_func_type.
-enum class Gating { Softmax, Sigmoid, SoftmaxWeight };
+using sched::Gating;
 
 struct ModelHparams {
   Arch arch = Arch::Llama;

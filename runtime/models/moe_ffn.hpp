@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/models/router.hpp"
+#include "scheduler/router.hpp"
 #include "runtime/models/weights.hpp"
 #include "scheduler/linear_exec.hpp"
 #include "scheduler/moe_executor.hpp"
@@ -17,6 +17,9 @@
 namespace moetier::models {
 
 using sched::FfnAct;
+using sched::RouterConfig;
+using sched::route_token;
+using sched::router_probs;
 using sched::LinearExec;
 
 struct MoeWeights {

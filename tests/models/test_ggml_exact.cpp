@@ -16,7 +16,7 @@
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/hparams.hpp"
 #include "scheduler/linear_exec.hpp"
-#include "runtime/models/router.hpp"
+#include "scheduler/router.hpp"
 #include "runtime/models/weights.hpp"
 #include "tests/models/golden_util.hpp"
 
@@ -149,12 +149,12 @@ TEST_CASE("ggml-exact ops: qwen3moe (NEOX RoPE, per-head QK norm, GQA, softmax r
     for (int64_t t = 0; t < rows; ++t) cpu::softmax(probs.data() + t * n_exp, n_exp);
     CHECK(mismatches(probs, d.get("ffn_moe_probs" + s, "SOFT_MAX").f32) == 0);
 
-    models::RouterConfig cfg;
+    sched::RouterConfig cfg;
     cfg.n_expert = n_exp, cfg.n_used = k, cfg.norm_topk = m.hp.norm_topk_prob;
     std::vector<int32_t> ids(static_cast<size_t>(rows * k));
     std::vector<float> wts(ids.size()), scratch(static_cast<size_t>(3 * n_exp + 64));
     for (int64_t t = 0; t < rows; ++t)
-      models::route_token(cfg, want_logits.f32.data() + t * n_exp, ids.data() + t * k, wts.data() + t * k, scratch.data());
+      sched::route_token(cfg, want_logits.f32.data() + t * n_exp, ids.data() + t * k, wts.data() + t * k, scratch.data());
     CHECK(ids == d.get("ffn_moe_topk" + s, "VIEW").i32);
     CHECK(mismatches(wts, d.get("ffn_moe_weights_norm" + s, "DIV").f32) == 0);
 
@@ -260,17 +260,17 @@ TEST_CASE("ggml-exact ops: deepseek2 F32 (YaRN RoPE, MLA absorbed attention, sig
     if (!hp.is_moe_layer(il)) continue;
     const auto logits = d.get("ffn_moe_logits" + s, "MUL_MAT");
     const int64_t n_exp = hp.n_expert, k = hp.n_expert_used, rows = static_cast<int64_t>(logits.f32.size()) / n_exp;
-    models::RouterConfig cfg;
+    sched::RouterConfig cfg;
     cfg.gating = hp.gating, cfg.n_expert = n_exp, cfg.n_used = k, cfg.n_groups = hp.n_expert_groups;
     cfg.n_group_used = hp.n_group_used, cfg.norm_topk = hp.norm_topk_prob, cfg.weights_scale = hp.expert_weights_scale;
     cfg.score_bias = models::vector_f32(m.g, fmt::format("blk.{}.exp_probs_b.bias", il), n_exp);
     std::vector<float> probs(logits.f32.size());
-    for (int64_t t = 0; t < rows; ++t) models::router_probs(cfg, logits.f32.data() + t * n_exp, probs.data() + t * n_exp);
+    for (int64_t t = 0; t < rows; ++t) sched::router_probs(cfg, logits.f32.data() + t * n_exp, probs.data() + t * n_exp);
     CHECK(mismatches(probs, d.get("ffn_moe_probs" + s, "SIGMOID").f32) == 0);
     std::vector<int32_t> ids(static_cast<size_t>(rows * k));
     std::vector<float> wts(ids.size()), scratch(static_cast<size_t>(3 * n_exp + 64));
     for (int64_t t = 0; t < rows; ++t)
-      models::route_token(cfg, logits.f32.data() + t * n_exp, ids.data() + t * k, wts.data() + t * k, scratch.data());
+      sched::route_token(cfg, logits.f32.data() + t * n_exp, ids.data() + t * k, wts.data() + t * k, scratch.data());
     CHECK(ids == d.get("ffn_moe_topk" + s, "VIEW").i32);
     CHECK(mismatches(wts, d.get("ffn_moe_weights_scaled" + s, "SCALE").f32) == 0);
   }

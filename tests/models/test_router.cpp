@@ -1,4 +1,4 @@
-// Unit tests of the MoE router (runtime/models/router.hpp) against a straightforward reference written
+// Unit tests of the MoE router (scheduler/router.hpp) against a straightforward reference written
 // here: softmax / sigmoid gating, top-k with and without renormalisation, score bias used for selection
 // only, DeepSeek-V3 grouped top-k, gpt-oss's softmax over the chosen logits, tie-breaking, weights_scale,
 // and f32 (not bf16) routing.
@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "common/half.hpp"
-#include "runtime/models/router.hpp"
+#include "scheduler/router.hpp"
 
 using namespace moetier;
-using models::Gating;
-using models::RouterConfig;
+using sched::Gating;
+using sched::RouterConfig;
 
 namespace {
 
@@ -82,7 +82,7 @@ Route route(const RouterConfig& c, const std::vector<float>& logits) {
   Route r;
   std::vector<int32_t> ids(static_cast<size_t>(c.n_used), -7);
   std::vector<float> w(static_cast<size_t>(c.n_used), -7.0f), scratch(static_cast<size_t>(3 * c.n_expert));
-  models::route_token(c, logits.data(), ids.data(), w.data(), scratch.data());
+  sched::route_token(c, logits.data(), ids.data(), w.data(), scratch.data());
   r.ids = ids;
   r.weights.assign(w.begin(), w.end());
   return r;
@@ -331,12 +331,12 @@ TEST_CASE("router_probs: the unbiased gate probabilities") {
   const std::vector<float> l = {0.5f, -1.0f, 2.0f, 0.0f, 1.0f};
   std::vector<float> p(5);
   c.gating = Gating::Softmax;
-  models::router_probs(c, l.data(), p.data());
+  sched::router_probs(c, l.data(), p.data());
   double den = 0;
   for (float x : l) den += std::exp(x);
   for (int i = 0; i < 5; ++i) CHECK(p[i] == doctest::Approx(std::exp(l[i]) / den).epsilon(1e-6));
   c.gating = Gating::Sigmoid;
-  models::router_probs(c, l.data(), p.data());
+  sched::router_probs(c, l.data(), p.data());
   for (int i = 0; i < 5; ++i) CHECK(p[i] == doctest::Approx(1.0 / (1.0 + std::exp(-l[i]))).epsilon(1e-6));
 }
 

@@ -1,4 +1,4 @@
-#include "runtime/models/router.hpp"
+#include "scheduler/router.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "cpu/ops.hpp"
 
-namespace moetier::models {
+namespace moetier::sched {
 
 void router_probs(const RouterConfig& cfg, const float* logits, float* probs) {
   const int64_t n = cfg.n_expert;
@@ -90,4 +90,4 @@ void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, flo
   if (!finite) std::fill(weights, weights + cfg.n_used, std::numeric_limits<float>::quiet_NaN());
 }
 
-}  // namespace moetier::models
+}  // namespace moetier::sched

@@ -7,9 +7,12 @@
 #include <cstdint>
 #include <span>
 
-#include "runtime/models/hparams.hpp"
 
-namespace moetier::models {
+namespace moetier::sched {
+
+/// How router logits become expert probabilities: softmax (Mixtral, Qwen, OLMoE), sigmoid (DeepSeek-V3),
+/// or softmax over the chosen logits only (gpt-oss).
+enum class Gating { Softmax, Sigmoid, SoftmaxWeight };
 
 struct RouterConfig {
   Gating gating = Gating::Softmax;
@@ -39,4 +42,4 @@ void route_token(const RouterConfig& cfg, const float* logits, int32_t* ids, flo
 /// The unbiased gate probabilities llama.cpp names ffn_moe_probs: probs [n_expert] (written).
 void router_probs(const RouterConfig& cfg, const float* logits, float* probs);
 
-}  // namespace moetier::models
+}  // namespace moetier::sched
