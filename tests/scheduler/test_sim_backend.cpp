@@ -17,20 +17,14 @@
 #include "scheduler/cpu_ffn.hpp"
 #include "scheduler/sim_backend.hpp"
 #include "scheduler/thread_pool.hpp"
+#include "tests/scheduler/sim_test_util.hpp"
 
 using namespace moetier;
 using namespace moetier::sched;
 
 namespace {
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no moetier::Error thrown)";
-}
+using test::message_of;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -18,20 +18,14 @@
 #include "common/error.hpp"
 #include "scheduler/sim_device.hpp"
 #include "scheduler/thread_pool.hpp"
+#include "tests/scheduler/sim_test_util.hpp"
 
 using namespace moetier;
 using namespace moetier::sched;
 
 namespace {
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no moetier::Error thrown)";
-}
+using test::message_of;
 
 SimWork work_for(int expert) {
   SimWork w;
