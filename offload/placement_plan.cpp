@@ -98,8 +98,10 @@ void check_devices(const Reader& r, const PlacementPlan& p) {
     if (d.h2d_gbps && d.tier.kind != Tier::Kind::Sim)
       r.bad(at + "/h2d_gbps", fmt::format("only a simulated device (sim:N) has a configurable copy rate, not {}",
                                           to_string(d.tier)));
-    if (d.h2d_gbps && !(std::isfinite(*d.h2d_gbps) && *d.h2d_gbps >= 0 && *d.h2d_gbps <= 1e6))
-      r.bad(at + "/h2d_gbps", fmt::format("expected a rate in GB/s from 0 (unpaced) to 1e6, got {}", *d.h2d_gbps));
+    if (d.h2d_gbps && !(std::isfinite(*d.h2d_gbps) && (*d.h2d_gbps == 0 || *d.h2d_gbps >= kMinSimH2dGbps) &&
+                        *d.h2d_gbps <= 1e6))
+      r.bad(at + "/h2d_gbps", fmt::format("expected a rate in GB/s: 0 (unpaced) or {} to 1e6, got {}", kMinSimH2dGbps,
+                                          *d.h2d_gbps));
     const uint64_t experts = p.bytes_on(d.tier);
     if (experts > d.bytes)
       r.bad(at + "/bytes", fmt::format("{} bytes for {} cannot hold the {} bytes of experts placed on it", d.bytes,

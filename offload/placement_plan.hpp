@@ -33,6 +33,10 @@
 
 namespace moetier::offload {
 
+/// Slowest host->device copy rate a simulated device may be given (GB/s; 1 MB/s): below it a load would
+/// take hours. 0 means unpaced.
+inline constexpr double kMinSimH2dGbps = 1e-3;
+
 /// The schema string this build reads and writes.
 inline constexpr std::string_view kPlacementSchema = "moetier.placement/1";
 

@@ -38,10 +38,14 @@ VramPlan plan_with_vram(const ModelIdentity& model, const VramPlanRequest& rq) {
     p.kv_cache = dev;
     room -= rq.non_expert_bytes + rq.kv_cache_bytes;
   } else {
-    out.notes.push_back(fmt::format(
-        "the non-expert weights ({} bytes) and the KV cache ({} bytes) do not fit the VRAM budget of {} ({} bytes) "
-        "together: both stay in DRAM; the device holds experts only",
-        rq.non_expert_bytes, rq.kv_cache_bytes, to_string(dev), rq.device.bytes));
+    out.notes.push_back(
+        rq.kv_cache_bytes == 0
+            ? fmt::format("the non-expert weights ({} bytes) do not fit the VRAM budget of {} ({} bytes): they stay in "
+                          "DRAM; the device holds experts only",
+                          rq.non_expert_bytes, to_string(dev), rq.device.bytes)
+            : fmt::format("the non-expert weights ({} bytes) and the KV cache ({} bytes) do not fit the VRAM budget of "
+                          "{} ({} bytes) together: both stay in DRAM; the device holds experts only",
+                          rq.non_expert_bytes, rq.kv_cache_bytes, to_string(dev), rq.device.bytes));
   }
 
   // 2. The hottest experts while they fit.
@@ -66,7 +70,9 @@ VramPlan plan_with_vram(const ModelIdentity& model, const VramPlanRequest& rq) {
 
   // 3. DRAM, then NVMe with a cache, for the rest.
   if (rq.dram_budget_bytes)
-    fill_dram_then_nvme(p, rest, *rq.dram_budget_bytes, out.shared_on_device ? 0 : rq.non_expert_bytes,
+    fill_dram_then_nvme(p, rest, *rq.dram_budget_bytes,
+                        rq.dram_non_expert_bytes ? *rq.dram_non_expert_bytes
+                                                 : (out.shared_on_device ? 0 : rq.non_expert_bytes),
                         rq.min_cache_experts);
   p.validate();
   return out;

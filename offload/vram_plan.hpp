@@ -22,6 +22,10 @@ struct VramPlanRequest {
   /// (the KV cache is not in it: in DRAM it is the caller's, as the other reserved parts are). None: no
   /// DRAM limit (every expert the device does not take is homed in DRAM, nothing streams).
   std::optional<uint64_t> dram_budget_bytes;
+  /// Non-expert bytes DRAM holds whatever the device takes (while no device backend computes attention,
+  /// the host keeps every non-expert weight and the device only copies the FFNs it computes). None: DRAM
+  /// holds non_expert_bytes when they do not go to the device, nothing when they do.
+  std::optional<uint64_t> dram_non_expert_bytes;
   std::vector<std::vector<uint64_t>> usage;  ///< [n_layers][n_experts] routing counts, or empty
   uint64_t min_cache_experts = 16;           ///< as RamBudgetOptions
   PolicyKind policy = PolicyKind::Lru;

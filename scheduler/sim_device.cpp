@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -96,7 +97,8 @@ void SimMemory::free_bytes(uint64_t bytes) {
 // --- SimCopyEngine ---------------------------------------------------------------------------------------
 
 SimCopyEngine::SimCopyEngine(double gbps) : gbps_(gbps) {
-  if (!std::isfinite(gbps) || gbps < 0) fail("simulated device: copy rate must be >= 0 GB/s, got {}", gbps);
+  if (!std::isfinite(gbps) || gbps < 0 || (gbps > 0 && gbps < 1e-3))
+    fail("simulated device: copy rate must be 0 (unpaced) or at least 0.001 GB/s, got {}", gbps);
 }
 
 uint64_t SimCopyEngine::copy_h2d(SimBuffer& dst, uint64_t offset, const void* src, uint64_t bytes) {
@@ -107,7 +109,9 @@ uint64_t SimCopyEngine::copy_h2d(SimBuffer& dst, uint64_t offset, const void* sr
   if (bytes > 0) std::memcpy(dst.storage_.data() + offset, src, static_cast<size_t>(bytes));
   if (gbps_ > 0) {
     // 1 GB/s = 1 byte per ns.
-    const auto target = start + std::chrono::nanoseconds(static_cast<int64_t>(std::ceil(double(bytes) / gbps_)));
+    // bytes / (GB/s) = ns; at >= 1 MB/s and < 2^63 bytes this stays far below int64's range.
+    const double ns = std::min(std::ceil(double(bytes) / gbps_), 9.0e18);
+    const auto target = start + std::chrono::nanoseconds(static_cast<int64_t>(ns));
     std::this_thread::sleep_until(target);
   }
   const uint64_t ns = static_cast<uint64_t>(

@@ -4,17 +4,20 @@
 // the device, DRAM and NVMe), prints where each byte goes (tier, what, bytes) and a predicted decode speed
 // from a simple model: per token, the bytes read from each tier divided by that tier's rate, summed (the
 // tiers are read one after another, no overlap):
-//   - device (gpu:N): the non-expert weights when they live there and the routed experts homed there, at
+//   - device (gpu:N): the non-expert FFNs (shared experts, dense layers) when the plan puts the non-expert
+//     weights there (attention stays on the CPU until a device backend computes it) and the routed experts
+//     homed there, at
 //     --vram-gbps (default kAssumedGpuGbps, a stated GDDR6X/HBM rate); sim:N computes with the CPU
 //     kernels on host memory, so its rate is the DRAM bandwidth;
-//   - DRAM: the non-expert weights when they live there, the DRAM-homed experts and the streamed experts'
-//     cache hits, at the DRAM read bandwidth (measured now, or --dram-gbps);
+//   - DRAM: the other non-expert weights (all of them without a device), the DRAM-homed experts and the
+//     streamed experts' cache hits, at the DRAM read bandwidth (measured now, or --dram-gbps);
 //   - NVMe: the streamed experts' cache misses at --nvme-gbps;
 // where routing is taken from the trace (or uniform over experts), the cache hit rate from the share of
 // streamed experts the cache holds, and the KV cache's reads are not counted. Host->device copies happen
 // once at load (printed apart). The prediction is a bound for planning, not a measurement. The DRAM budget
-// is the whole process: the memory table shows what the KV cache (when in DRAM), scratch for a prompt of
-// -b tokens, the I/O state, metadata + tokenizer and the fixed overhead take before the weights are placed.
+// is the whole process: the memory table shows what the KV cache, scratch for a prompt of
+// -b tokens, the I/O state, metadata + tokenizer and the fixed overhead take before the weights are placed;
+// the host keeps every non-expert weight and the KV cache whatever the device holds.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -134,9 +137,13 @@ void plan(PlanArgs& a) {
   const std::string dev_rate_why = a.vram_gbps > 0 ? "--vram-gbps"
                                    : dev_is_sim    ? "the DRAM bandwidth: the simulated device computes on the CPU"
                                                    : "assumed device memory rate; --vram-gbps sets it";
+  // A device that takes the non-expert weights computes their FFNs (shared experts, dense layers): a token
+  // reads those bytes there; attention, norms and embeddings stay on the CPU (no device backend computes
+  // attention yet), read from DRAM.
   const bool ne_on_dev = p.non_expert.is_device();
-  const double dev_bytes = (ne_on_dev ? non_expert_per_token : 0.0) + dev_expert_bytes;
-  const double dram_bytes = (ne_on_dev ? 0.0 : non_expert_per_token) + dram_expert_bytes + nvme_expert_bytes * hit_rate;
+  const double dev_ffn_per_token = ne_on_dev ? std::min(static_cast<double>(pr.device_non_expert_bytes), non_expert_per_token) : 0.0;
+  const double dev_bytes = dev_ffn_per_token + dev_expert_bytes;
+  const double dram_bytes = (non_expert_per_token - dev_ffn_per_token) + dram_expert_bytes + nvme_expert_bytes * hit_rate;
   const double disk_bytes = nvme_expert_bytes * (1.0 - hit_rate);
   const double seconds =
       (dev_bytes > 0 ? dev_bytes / (dev_gbps * 1e9) : 0.0) + dram_bytes / (a.dram_gbps * 1e9) + disk_bytes / (a.nvme_gbps * 1e9);
@@ -147,16 +154,18 @@ void plan(PlanArgs& a) {
   uint64_t dev_total = 0;
   if (has_dev) {
     const std::string t = offload::to_string(dev);
-    if (ne_on_dev) rows.push_back({t, "non-expert weights", pr.non_expert_bytes});
-    if (p.kv_cache.is_device()) rows.push_back({t, fmt::format("KV cache (n_ctx {})", n_ctx), pr.kv_cache_bytes});
+    if (ne_on_dev) rows.push_back({t, "non-expert FFNs (shared experts, dense)", pr.device_non_expert_bytes});
+    if (pr.device_kv_cache_bytes > 0 && p.kv_cache.is_device())
+      rows.push_back({t, fmt::format("KV cache (n_ctx {})", n_ctx), pr.device_kv_cache_bytes});
     rows.push_back({t, fmt::format("experts ({})", p.experts_on(dev).size()), p.bytes_on(dev)});
     for (const PlacedBytes& r : rows) dev_total += r.bytes;
     rows.push_back({t, vram_budget > 0 ? fmt::format("total, of a VRAM budget of {}", models::format_bytes(vram_budget))
                                        : std::string("total (the plan gives no VRAM budget)"),
                     dev_total});
   }
-  if (!ne_on_dev) rows.push_back({"dram", "non-expert weights", mem.non_expert});
-  if (!p.kv_cache.is_device()) rows.push_back({"dram", fmt::format("KV cache (n_ctx {})", n_ctx), mem.kv_cache});
+  // The host keeps every non-expert weight and the KV cache (attention runs on the CPU).
+  rows.push_back({"dram", "non-expert weights", mem.non_expert});
+  rows.push_back({"dram", fmt::format("KV cache (n_ctx {})", n_ctx), mem.kv_cache});
   rows.push_back({"dram", fmt::format("experts ({})", mem.n_resident_experts), mem.resident_experts});
   rows.push_back({"dram", fmt::format("expert cache ({} slots)", mem.n_cache_slots), mem.expert_cache});
   rows.push_back({"dram", "scratch, I/O, metadata, overhead", mem.scratch + mem.io + mem.metadata + mem.fixed});
@@ -186,7 +195,9 @@ void plan(PlanArgs& a) {
     if (has_dev)
       j["device"] = {{"tier", offload::to_string(dev)},      {"vram_budget_bytes", vram_budget},
                      {"used_bytes", dev_total},              {"non_expert", ne_on_dev},
-                     {"kv_cache", p.kv_cache.is_device()},   {"kv_cache_bytes", pr.kv_cache_bytes},
+                     {"non_expert_bytes", ne_on_dev ? pr.device_non_expert_bytes : 0},
+                     {"kv_cache", pr.device_kv_cache_bytes > 0 && p.kv_cache.is_device()},
+                     {"kv_cache_bytes", pr.device_kv_cache_bytes},
                      {"experts", p.experts_on(dev).size()},  {"expert_bytes", p.bytes_on(dev)},
                      {"h2d_gbps", h2d_gbps},                 {"h2d_seconds", h2d_seconds}};
     j["placement"] = nlohmann::json::array();
@@ -205,8 +216,10 @@ void plan(PlanArgs& a) {
     std::printf("device:           %s (%s), VRAM budget %s\n", offload::to_string(dev).c_str(),
                 dev_is_sim ? "simulated: computes with the CPU kernels" : "CUDA",
                 vram_budget > 0 ? models::format_bytes(vram_budget).c_str() : "not given");
-  std::printf("non-expert:       %s (%s)\n", models::format_bytes(pr.non_expert_bytes).c_str(),
-              ne_on_dev ? offload::to_string(p.non_expert).c_str() : "DRAM");
+  std::printf("non-expert:       %s (DRAM%s)\n", models::format_bytes(pr.non_expert_bytes).c_str(),
+              ne_on_dev ? fmt::format("; its FFNs, {}, also on {}", models::format_bytes(pr.device_non_expert_bytes),
+                                      offload::to_string(p.non_expert)).c_str()
+                        : "");
   if (has_dev)
     std::printf("%-18s%zu (%s)\n", fmt::format("experts on {}:", offload::to_string(dev)).c_str(), p.experts_on(dev).size(),
                 models::format_bytes(p.bytes_on(dev)).c_str());

@@ -97,8 +97,8 @@ uint64_t parse_vram_budget(const std::string& text) {
 SimDeviceArg parse_sim_device(const std::string& text) {
   const auto bad = [&] {
     fail("--sim-device \"{}\": expected CAPACITY[,RATE] such as 8GiB or 8GiB,24GB/s (capacity above 0; rate in "
-         "GB/s, 0: unpaced)",
-         text);
+         "GB/s from {} to 1e6, or 0: unpaced)",
+         text, offload::kMinSimH2dGbps);
   };
   const size_t comma = text.find(',');
   SimDeviceArg a;
@@ -120,8 +120,11 @@ SimDeviceArg parse_sim_device(const std::string& text) {
   }
   std::string unit;
   for (size_t i = pos; i < rate.size(); ++i)
-    if (!std::isspace(static_cast<unsigned char>(rate[i]))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(rate[i])));
-  if ((!unit.empty() && unit != "gb/s") || !std::isfinite(v) || v < 0 || v > 1e6) bad();
+    if (!std::isspace(static_cast<unsigned char>(rate[i]))) unit += rate[i];
+  // Bytes per second: "GB/s" (any case but the B: "Gb/s" would be gigabits).
+  const bool unit_ok = unit.empty() || (unit.size() == 4 && (unit[0] == 'G' || unit[0] == 'g') && unit[1] == 'B' &&
+                                        unit[2] == '/' && (unit[3] == 's' || unit[3] == 'S'));
+  if (!unit_ok || !std::isfinite(v) || v < 0 || (v > 0 && v < offload::kMinSimH2dGbps) || v > 1e6) bad();
   a.h2d_gbps = v;
   return a;
 }
@@ -193,11 +196,6 @@ DeviceOptions devices_for_plan(const DeviceOptions& o, const offload::PlacementP
   return d;
 }
 
-namespace {
-// True while no device backend computes attention: what a plan puts on a device of the non-expert weights
-// and the KV cache is still held (and read) in host memory too.
-constexpr bool kHostKeepsNonExpert = true;
-}  // namespace
 
 PlannedRun build_plan(const models::Model& model, const TierOptions& o, const RunShape& shape) {
   const offload::ModelIdentity id = tiered::model_identity(model);
@@ -207,6 +205,8 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
                                     shape.metadata_bytes);
   out.non_expert_bytes = out.parts.non_expert;
   out.kv_cache_bytes = out.parts.kv_cache;
+  out.device_non_expert_bytes = tiered::non_expert_ffn_bytes(model);
+  out.device_kv_cache_bytes = 0;
   if (model.hparams().n_expert == 0) fail("{}: the model has no routed experts to place", file);
   offload::PolicyKind policy = offload::PolicyKind::Lru;
   if (!o.cache_policy.empty()) policy = offload::parse_policy(o.cache_policy);
@@ -221,29 +221,20 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     plan.check_model(id);
     if (!o.cache_policy.empty()) plan.cache_policy = policy;
   } else if (dev.enabled) {
-    // Device first. No device backend computes attention yet (the CUDA backend, issue 10, will): the
-    // attention weights are read from the mapped file and the KV cache lives in host memory even when the
-    // plan puts them on the device, so DRAM accounting keeps them (kHostKeepsNonExpert).
-    const bool shared = offload::shared_fits_on_device(out.parts.non_expert, out.parts.kv_cache, dev.vram_budget_bytes);
-    tiered::MemoryParts dram = out.parts;
-    if (shared && !kHostKeepsNonExpert) dram.non_expert = dram.kv_cache = 0;
+    // Device first: the FFNs every token reads (when they fit), then the hottest experts. The host keeps
+    // every non-expert weight and the KV cache (see PlannedRun), so the DRAM budget counts them in full.
     offload::VramPlanRequest rq;
-    rq.non_expert_bytes = out.parts.non_expert;
-    rq.kv_cache_bytes = out.parts.kv_cache;
+    rq.non_expert_bytes = out.device_non_expert_bytes;
+    rq.kv_cache_bytes = out.device_kv_cache_bytes;
+    rq.dram_non_expert_bytes = out.parts.non_expert;
     rq.device = offload::DeviceBudget{dev.tier(), dev.vram_budget_bytes,
                                       dev.sim ? std::optional<double>(dev.h2d_gbps) : std::nullopt};
-    if (out.ram_budget_bytes > 0) {
-      try {
-        rq.dram_budget_bytes = tiered::weights_budget(file, out.ram_budget_bytes, dram, id);
-      } catch (const Error& e) {
-        if (!shared || kHostKeepsNonExpert) throw;
-        fail("{} (the non-expert weights and the KV cache are on {}, not in DRAM)", e.what(), offload::to_string(dev.tier()));
-      }
-    }
+    if (out.ram_budget_bytes > 0) rq.dram_budget_bytes = tiered::weights_budget(file, out.ram_budget_bytes, out.parts, id);
     rq.usage = std::move(usage);
     rq.policy = policy;
     offload::VramPlan v = offload::plan_with_vram(id, rq);
     plan = std::move(v.plan);
+    plan.kv_cache = offload::Tier::dram();  // host memory: attention runs on the CPU
     out.notes = std::move(v.notes);
   } else if (out.ram_budget_bytes > 0) {
     // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.
@@ -257,17 +248,20 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     plan = offload::plan_experts_on_nvme(id, fraction, cache.bytes, policy, cache.experts ? cache.experts : 16);
   }
   out.device = devices_for_plan(dev, plan, o.plan.empty() ? file : o.plan);
+  if (!o.plan.empty() && dev.enabled && dev.sim)
+    // --sim-device beside --plan: the run copies at the option's rate; the plan in force (-v, --save-plan) says so.
+    for (offload::DeviceBudget& b : plan.devices)
+      if (b.tier == dev.tier()) b.h2d_gbps = dev.h2d_gbps;
   plan.validate_for_backends(out.device.tiers());
-  plan.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
+  if (plan.kv_cache.is_device())
+    out.notes.push_back(fmt::format("the plan puts the KV cache on {}, but it stays in host memory: no device backend "
+                                    "computes attention yet", offload::to_string(plan.kv_cache)));
+  plan.check_device_budgets(out.device_non_expert_bytes, out.device_kv_cache_bytes);
   if (out.device.sim && plan.device_budget(out.device.tier()) == nullptr) {
     // A plan without a budget for the simulated device must still fit its capacity.
     offload::PlacementPlan with_capacity = plan;
     with_capacity.devices.push_back(offload::DeviceBudget{out.device.tier(), out.device.capacity_bytes, std::nullopt});
-    with_capacity.check_device_budgets(out.non_expert_bytes, out.kv_cache_bytes);
-  }
-  if (!kHostKeepsNonExpert) {
-    if (plan.non_expert.is_device()) out.parts.non_expert = 0;
-    if (plan.kv_cache.is_device()) out.parts.kv_cache = 0;
+    with_capacity.check_device_budgets(out.device_non_expert_bytes, out.device_kv_cache_bytes);
   }
   return out;
 }
@@ -304,7 +298,8 @@ RunTiers setup_tiers(models::Model& model, const TierOptions& o, const RunShape&
   if (parts_out) *parts_out = parts;
   if (rt.streamed->cache()) model.set_streamed_experts(rt.streamed.get());
   else rt.streamed.reset();  // nothing on NVMe
-  if (pr.device.enabled && !plan.used_devices().empty()) {
+  // The device opens when the plan puts something there or dynamic slots are asked for.
+  if (pr.device.enabled && (!plan.used_devices().empty() || pr.device.slot_bytes > 0)) {
     const DeviceOptions& d = pr.device;
     sched::DeviceSpec spec;
     spec.kind = d.sim ? "sim" : "gpu";

@@ -108,10 +108,15 @@ struct RunShape {
 struct PlannedRun {
   offload::PlacementPlan plan;
   DeviceOptions device;          ///< the device the plan uses (devices_for_plan); enabled = false: none
-  tiered::MemoryParts parts;     ///< DRAM parts of the process before add_plan_parts: the non-expert weights
-                                 ///< and the KV cache are 0 when the plan puts them on the device
-  uint64_t non_expert_bytes = 0;  ///< of the model, wherever they live
-  uint64_t kv_cache_bytes = 0;    ///< for shape.n_ctx positions, wherever it lives
+  /// DRAM parts of the process before add_plan_parts. No device backend computes attention yet (the CUDA
+  /// backend, issue 10, will): the host keeps every non-expert weight and the KV cache whatever the plan
+  /// says, and a device that takes the non-expert weights holds copies of the FFNs it computes.
+  tiered::MemoryParts parts;
+  uint64_t non_expert_bytes = 0;  ///< of the model (host memory)
+  uint64_t kv_cache_bytes = 0;    ///< for shape.n_ctx positions (host memory)
+  uint64_t device_non_expert_bytes = 0;  ///< what a device holds when it takes the non-expert weights: the
+                                         ///< shared experts and dense FFNs (tiered::non_expert_ffn_bytes)
+  uint64_t device_kv_cache_bytes = 0;    ///< what a device holds of the KV cache (0: attention on the CPU)
   uint64_t ram_budget_bytes = 0;  ///< --ram-budget, 0 when not given
   std::vector<std::string> notes;  ///< the VRAM planner's notes (what did not fit the device), one line each
 };

@@ -2,6 +2,13 @@
 
 namespace moetier::tiered {
 
+uint64_t non_expert_ffn_bytes(const models::Model& model) {
+  uint64_t b = 0;
+  for (int32_t il = 0; il < model.hparams().n_layer; ++il)
+    if (const HostFfn* w = model.non_expert_ffn(il)) b += w->bytes();
+  return b;
+}
+
 DevicePlacement place_on_device(const models::Model& model, sched::DeviceBackend& device,
                                 const std::function<bool(offload::ExpertId)>& expert_on_device,
                                 bool non_expert_ffns) {

@@ -22,6 +22,10 @@ struct DevicePlacement {
   uint64_t bytes = 0;           ///< bytes copied (gate + up + down of each)
 };
 
+/// Bytes of the FFNs every token reads that a device computes when the plan puts the non-expert weights
+/// there: each layer's shared expert or dense FFN (gate + up + down).
+uint64_t non_expert_ffn_bytes(const models::Model& model);
+
 /// Copies every routed expert for which `expert_on_device` is true, then, when `non_expert_ffns`, every
 /// layer's shared expert / dense FFN, into `device` (DeviceBackend::place). Throws moetier::Error (the
 /// device's message, naming the FFN and bytes) when they do not fit; what was placed before stays.

@@ -225,7 +225,11 @@ TEST_CASE("plan --sim-device: non-expert weights and KV cache first, then expert
     REQUIRE(s["placement"].size() == rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
       CHECK(s["placement"][i]["tier"] == rows[i].tier);
-      CHECK(s["placement"][i]["bytes"].get<uint64_t>() == rows[i].bytes);
+      // What the process measured of itself (metadata pages; under ASan it varies from run to run) and
+      // the DRAM total that includes it may differ between the two runs; everything planned may not.
+      const bool measured = rows[i].what.find("measured") != std::string::npos ||
+                            (rows[i].tier != "sim:0" && rows[i].what.rfind("total", 0) == 0);
+      if (!measured) CHECK(s["placement"][i]["bytes"].get<uint64_t>() == rows[i].bytes);
     }
     CHECK(s["predicted"]["device_bytes_per_token"].get<double>() > 0);
     CHECK(s["predicted"]["decode_tokens_per_s"].get<double>() > 0);
