@@ -1,0 +1,73 @@
+// Reproducers found by the adversarial pass over issue 9's device tier (branch `break`); both FAIL on
+// 3e3b255. (1) With the non-expert weights and the KV cache planned onto sim:0, the planner hands their
+// DRAM bytes to the expert cache although the run still holds them in DRAM (kHostKeepsNonExpert): `plan`
+// prints a DRAM total above --ram-budget. (2) --device-slots is silently dropped when the static plan puts
+// nothing on the device (the device tier is only made when plan.used_devices() is non-empty).
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/run_util.hpp"
+
+using Json = nlohmann::json;
+using namespace moetier;
+
+namespace {
+
+struct Q3Model {
+  test::TempDir dir;
+  std::string path = dir.file("tiny-qwen3moe.gguf");  // 2 layers x 16 experts of 63488 bytes, 173 KiB non-expert
+  Q3Model() {
+    const test::RunResult r =
+        test::run_moetier(dir, {"synth", "--preset", "tiny-qwen3moe", "--type", "Q4_K", "-o", path});
+    if (r.status != 0) FAIL("moetier synth failed: " << r.err);
+  }
+};
+const Q3Model& q3() {
+  static Q3Model m;
+  return m;
+}
+
+Json plan_json(const std::vector<std::string>& extra) {
+  const Q3Model& m = q3();
+  std::vector<std::string> a = {"plan", "-m", m.path, "-c", "512", "--json"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  const test::RunResult r = test::run_moetier(m.dir, a);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  return Json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("break: plan with the non-expert weights on sim:0 keeps the DRAM total within --ram-budget") {
+  // The fixed parts (scratch, metadata, overhead, KV cache, non-expert) from a roomy budget, then budgets
+  // that leave room for the reader's I/O state (~1 MiB) and 0.5-1 MiB of the 1.63 MiB of DRAM/NVMe experts.
+  const Json roomy = plan_json({"--sim-device", "1MiB", "--ram-budget", "1GiB"});
+  const Json& rm = roomy["memory"];
+  const uint64_t fixed = rm["total_bytes"].get<uint64_t>() - rm["resident_expert_bytes"].get<uint64_t>() -
+                         rm["expert_cache_bytes"].get<uint64_t>();
+  for (const uint64_t extra : {1536u << 10, 2048u << 10}) {
+    const uint64_t budget = fixed + extra;
+    CAPTURE(budget);
+    const Json j = plan_json({"--sim-device", "1MiB", "--ram-budget", std::to_string(budget)});
+    REQUIRE(j["device"]["non_expert"] == true);  // the case in question: non-expert weights planned on sim:0
+    CHECK(j["memory"]["total_bytes"].get<uint64_t>() <= j["memory"]["budget_bytes"].get<uint64_t>());
+  }
+}
+
+TEST_CASE("break: --device-slots works when the static plan puts nothing on the device") {
+  const Q3Model& m = q3();
+  // Static budget = 1GiB - slots = 1 byte: no expert fits statically; every expert fits the slots.
+  const test::RunResult r =
+      test::run_moetier(m.dir, {"run", "-m", m.path, "-p", "Once upon a time", "-n", "16", "--temp", "0", "-c", "256",
+                                "--json", "--sim-device", "1GiB,0", "--device-slots", "1073741823"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const Json j = Json::parse(r.out);
+  REQUIRE(j.contains("device"));
+  REQUIRE(j["device"].contains("dynamic_slots"));
+  CHECK(j["device"]["dynamic_slots"]["placed"].get<uint64_t>() > 0);
+}
