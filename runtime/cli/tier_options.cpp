@@ -235,6 +235,7 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     offload::VramPlan v = offload::plan_with_vram(id, rq);
     plan = std::move(v.plan);
     plan.kv_cache = offload::Tier::dram();  // host memory: attention runs on the CPU
+    if (out.device_non_expert_bytes == 0) plan.non_expert = offload::Tier::dram();  // no FFN the device would compute
     out.notes = std::move(v.notes);
   } else if (out.ram_budget_bytes > 0) {
     // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.

@@ -86,9 +86,9 @@ TEST_CASE("run with the simulated device: same tokens and logits as without, and
   };
   const Case cases[] = {
       {"everything on sim:0", {"--sim-device", "64MiB,0"}, true},
-      {"part of the experts (--vram-budget)", {"--sim-device", "64MiB,0", "--vram-budget", "2MiB"}, false},
+      {"part of the experts (--vram-budget)", {"--sim-device", "64MiB,0", "--vram-budget", "1MiB"}, false},
       {"device + DRAM budget streaming from NVMe", {"--sim-device", "64MiB,0", "--vram-budget", "1MiB", "--ram-budget", min_ram_budget()}, false},
-      {"dynamic slots", {"--sim-device", "64MiB,0", "--vram-budget", "2MiB", "--device-slots", "1MiB"}, false},
+      {"dynamic slots", {"--sim-device", "64MiB,0", "--vram-budget", "1MiB", "--device-slots", "512KiB"}, false},
       {"paced copies", {"--sim-device", "64MiB,4GB/s"}, true},
   };
   for (const Case& c : cases) {
@@ -128,6 +128,29 @@ TEST_CASE("a saved device plan runs again with the same bits") {
   CHECK(b.logits == a.logits);
   REQUIRE(b.j.contains("device"));
   CHECK(b.j["device"]["device_groups"].get<uint64_t>() > 0);
+}
+
+TEST_CASE("plan: a device takes the shared experts and dense FFNs it computes, or says why not") {
+  const Model& m = model();
+  const auto plan = [&](const std::string& sim) {
+    const RunResult r = test::run_moetier(m.dir, {"plan", "-m", m.path, "-c", "256", "--dram-gbps", "10", "--sim-device", sim, "--json"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return Json::parse(r.out);
+  };
+  const Json big = plan("64MiB");
+  CHECK(big["device"]["non_expert"] == true);
+  const uint64_t ffn = big["device"]["non_expert_bytes"].get<uint64_t>();
+  CHECK(ffn > 0);
+  CHECK(big["device"]["kv_cache"] == false);  // attention runs on the CPU: the KV cache stays on the host
+  CHECK(big["memory"]["kv_cache_bytes"].get<uint64_t>() > 0);
+  CHECK(big["memory"]["non_expert_bytes"].get<uint64_t>() > ffn);  // the host keeps every non-expert weight
+  // A device smaller than those FFNs takes experts only, and a note says so.
+  const Json small = plan(std::to_string(ffn - 1));
+  CHECK(small["device"]["non_expert"] == false);
+  bool noted = false;
+  for (const auto& n : small["notes"]) noted |= n.get<std::string>().find("do not fit the VRAM budget") != std::string::npos;
+  CHECK(noted);
 }
 
 TEST_CASE("device options that cannot work are one line") {
