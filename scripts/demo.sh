@@ -2,7 +2,9 @@
 # README command 1: install, build, make a small demo model with `moetier synth`, and show what moetier is
 # for: generate text with every expert in RAM, then the same prompt with the experts streamed from disk
 # through the expert cache under a small --ram-budget, and check that both give the same tokens and the
-# same logits bit for bit, with the cache's statistics (hits, prefetched, misses, bytes read).
+# same logits bit for bit, with the cache's statistics (hits, prefetched, misses, bytes read); then the
+# GPU tier on the simulated device sim:0 (hot experts there, computed while the CPU computes the rest),
+# again bit for bit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -44,6 +46,27 @@ sys.exit(0 if same else 1)
 PY
 if cmp -s out/demo-ram.logits out/demo-tiered.logits; then
   echo "last prompt position's logits identical: yes (bit for bit, $(( $(stat -c %s out/demo-ram.logits) / 4 )) values)"
+else
+  echo "last prompt position's logits identical: NO"; exit 1
+fi
+echo
+echo "== 4. a GPU tier without a GPU: --sim-device 1MiB (the simulated device sim:0, computing with the CPU kernels)"
+echo "   takes the experts that fit; --device-slots 256KiB of it refill with the most-routed experts between tokens"
+./build/moetier run -m out/demo.gguf -p "$prompt" -n 32 -c 256 -t 2 --seed 42 --sim-device 1MiB --device-slots 256KiB \
+  -v --json --dump-logits out/demo-sim.logits > out/demo-sim.json 2> out/demo-sim.log ||
+  { grep -a 'error' out/demo-sim.log >&2; exit 1; }
+grep -aE '^moetier: sim:0|^  dynamic slots|^  (cpu|sim:0):' out/demo-sim.log || true
+python3 - out/demo-ram.json out/demo-sim.json <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+same = a["generated_tokens"] == b["generated_tokens"]
+d = b["device"]
+print(f"generated tokens identical: {'yes' if same else 'NO'}; {d['device_groups']} expert groups on sim:0, "
+      f"{d['cpu_groups']} on the CPU; {d['h2d_bytes']/2**20:.2f} MiB copied host->device")
+sys.exit(0 if same else 1)
+PY
+if cmp -s out/demo-ram.logits out/demo-sim.logits; then
+  echo "last prompt position's logits identical: yes (bit for bit)"
 else
   echo "last prompt position's logits identical: NO"; exit 1
 fi
