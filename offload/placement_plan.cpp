@@ -167,7 +167,9 @@ bool parse_tier(std::string_view s, Tier& out) {
     const std::string_view num = s.substr(4);
     int32_t n = -1;
     const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
-    if (ec != std::errc() || ptr != num.data() + num.size() || n < 0 || num[0] == '+') return false;
+    // One spelling per tier: no sign, no leading zeros ("sim:00" is not sim:0).
+    if (ec != std::errc() || ptr != num.data() + num.size() || n < 0 || num[0] == '+' || (num.size() > 1 && num[0] == '0'))
+      return false;
     out = gpu ? Tier::gpu(n) : Tier::sim(n);
     return true;
   }

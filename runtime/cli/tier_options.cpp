@@ -66,6 +66,12 @@ void check_tier_files(const TierOptions& o) {
 uint64_t parse_bytes(const std::string& text, const std::string& what) {
   size_t pos = 0;
   double v = 0;
+  // Decimal numbers only: std::stod would also read hexadecimal ("0x10"), "inf" and "nan".
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos || !(std::isdigit(static_cast<unsigned char>(text[first])) || text[first] == '.'))
+    fail("{} \"{}\": expected a size such as 8GiB, 512MiB or 4096", what, text);
+  if (text.find_first_of("xX") != std::string::npos)
+    fail("{} \"{}\": expected a size such as 8GiB, 512MiB or 4096 (decimal)", what, text);
   try {
     v = std::stod(text, &pos);
   } catch (...) {
@@ -302,6 +308,14 @@ RunTiers setup_tiers(models::Model& model, const TierOptions& o, const RunShape&
   // The device opens when the plan puts something there or dynamic slots are asked for.
   if (pr.device.enabled && (!plan.used_devices().empty() || pr.device.slot_bytes > 0)) {
     const DeviceOptions& d = pr.device;
+    if (d.slot_bytes > 0) {
+      uint64_t smallest = 0;
+      for (const uint64_t b : id.expert_bytes)
+        if (b > 0) smallest = smallest == 0 ? b : std::min(smallest, b);
+      if (d.slot_bytes < smallest)
+        fail("--device-slots {}: holds no expert of {} (the smallest is {} bytes)", o.device_slots,
+             model.gguf().path(), smallest);
+    }
     sched::DeviceSpec spec;
     spec.kind = d.sim ? "sim" : "gpu";
     spec.index = d.tier().device;

@@ -165,4 +165,5 @@ TEST_CASE("device options that cannot work are one line") {
   bad({"--device-slots", "1MiB"}, {"--device-slots needs a device"});
   bad({"--sim-device", "8MiB", "--device-slots", "8MiB"}, {"--device-slots 8MiB", "less than the VRAM budget"});
   bad({"--sim-device", "8MiB", "--device-slots", "lots"}, {"--device-slots"});
+  bad({"--sim-device", "8MiB", "--device-slots", "1KiB"}, {"--device-slots 1KiB", "holds no expert", "the smallest is"});
 }

@@ -134,6 +134,8 @@ TEST_CASE("--vram-budget and --sim-device: bad values and combinations are one l
       {{"--sim-device", "8GiB,24Gb/s"}, {"--sim-device", "\"8GiB,24Gb/s\""}},    // gigabits: not a byte rate
       {{"--sim-device", "8GiB,1e-6GB/s"}, {"--sim-device", "from 0.001"}},   // a load would take days
       {{"--sim-device", "8GiB,1e-300"}, {"--sim-device", "from 0.001"}},
+      {{"--sim-device", "0x10"}, {"--sim-device", "\"0x10\""}},       // hexadecimal is not a size
+      {{"--vram-budget", "inf"}, {"--vram-budget", "\"inf\""}},
       {{"--sim-device", "8MiB", "--device-slots", "8MiB"}, {"--device-slots 8MiB", "less than the VRAM budget"}},
       {{"--device-slots", "1MiB"}, {"--device-slots needs a device"}},
       {{"--sim-device", ",24"}, {"--sim-device"}},

@@ -59,7 +59,7 @@ TEST_CASE("tier strings") {
   CHECK((parse_tier("gpu:12", t) && t == Tier::gpu(12)));
   CHECK((parse_tier("dram", t) && t == Tier::dram()));
   CHECK((parse_tier("nvme", t) && t == Tier::nvme()));
-  for (const char* bad : {"gpu", "gpu:", "gpu:-1", "gpu:+1", "gpu:1x", "GPU:0", "ram", "", "nvme "})
+  for (const char* bad : {"gpu", "gpu:", "gpu:-1", "gpu:+1", "gpu:1x", "GPU:0", "ram", "", "nvme ", "sim:00", "gpu:01"})
     CHECK_MESSAGE(!parse_tier(bad, t), bad);
   for (const Tier x : {Tier::gpu(3), Tier::dram(), Tier::nvme()}) CHECK((parse_tier(to_string(x), t) && t == x));
 }
