@@ -11,11 +11,17 @@ namespace moetier::sched {
 
 // Factories, defined in each backend's file.
 std::unique_ptr<DeviceBackend> make_sim_backend(const DeviceSpec& spec);
+#ifdef MOETIER_HAVE_CUDA
+std::unique_ptr<DeviceBackend> make_gpu_backend(const DeviceSpec& spec);  // gpu_backend_cuda.cpp
+#endif
 
 namespace {
 // One line per device backend.
 constexpr std::array kDeviceBackends{
     DeviceBackendEntry{"sim", "simulated device: host memory with a capacity, a paced copy engine and a stream thread computing with the CPU kernels", make_sim_backend},
+#ifdef MOETIER_HAVE_CUDA
+    DeviceBackendEntry{"gpu", "CUDA device: weights in their GGUF blocks in VRAM, CUDA FFN kernels on one stream", make_gpu_backend},
+#endif
 };
 }  // namespace
 
