@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "common/error.hpp"
@@ -22,11 +23,30 @@ constexpr int kChunk = 32;         // values decoded per lane step
 constexpr int kMaxTokens = 8;      // tokens per GEMV launch
 constexpr int kWarpsPerBlock = 4;  // rows per thread block
 
-__device__ __forceinline__ uint32_t ld16(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
-__device__ __forceinline__ float fp16(const uint8_t* p) { return __half2float(__ushort_as_half(uint16_t(ld16(p)))); }
+// Decoders are host + device functions so that the CPU can check them against cpu::dequantize_row
+// (decode_row_on_host) on machines without a GPU.
+#define MT_HD __host__ __device__
+#ifdef __CUDA_ARCH__
+#define MT_UNROLL _Pragma("unroll")
+#else
+#define MT_UNROLL
+#endif
+
+MT_HD inline float as_float(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+MT_HD inline uint32_t ld16(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
+MT_HD inline float fp16(const uint8_t* p) { return __half2float(__ushort_as_half(uint16_t(ld16(p)))); }
 
 // Q4_K / Q5_K 6-bit scale and min of sub-block j (ggml's get_scale_min_k4).
-__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* s, int& sc, int& m) {
+MT_HD inline void scale_min_k4(int j, const uint8_t* s, int& sc, int& m) {
   if (j < 4) {
     sc = s[j] & 63;
     m = s[j + 4] & 63;
@@ -42,9 +62,9 @@ struct Chunk;
 
 template <>
 struct Chunk<GgmlType::F32> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
     const float4* p = reinterpret_cast<const float4*>(r) + c * 8;
-#pragma unroll
+MT_UNROLL
     for (int k = 0; k < 8; ++k) {
       const float4 a = p[k];
       v[4 * k] = a.x, v[4 * k + 1] = a.y, v[4 * k + 2] = a.z, v[4 * k + 3] = a.w;
@@ -53,18 +73,18 @@ struct Chunk<GgmlType::F32> {
 };
 
 template <bool kBf16>
-__device__ __forceinline__ void decode_halves(const uint8_t* r, int64_t c, float v[kChunk]) {
+MT_HD inline void decode_halves(const uint8_t* r, int64_t c, float v[kChunk]) {
   const uint4* p = reinterpret_cast<const uint4*>(r + c * 64);
-#pragma unroll
+MT_UNROLL
   for (int k = 0; k < 4; ++k) {
     const uint4 a = p[k];
     const uint32_t w[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
+MT_UNROLL
     for (int h = 0; h < 4; ++h) {
       const uint16_t lo = uint16_t(w[h] & 0xFFFF), hi = uint16_t(w[h] >> 16);
       if (kBf16) {
-        v[8 * k + 2 * h] = __uint_as_float(uint32_t(lo) << 16);
-        v[8 * k + 2 * h + 1] = __uint_as_float(uint32_t(hi) << 16);
+        v[8 * k + 2 * h] = as_float(uint32_t(lo) << 16);
+        v[8 * k + 2 * h + 1] = as_float(uint32_t(hi) << 16);
       } else {
         v[8 * k + 2 * h] = __half2float(__ushort_as_half(lo));
         v[8 * k + 2 * h + 1] = __half2float(__ushort_as_half(hi));
@@ -75,35 +95,77 @@ __device__ __forceinline__ void decode_halves(const uint8_t* r, int64_t c, float
 
 template <>
 struct Chunk<GgmlType::F16> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_halves<false>(r, c, v); }
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_halves<false>(r, c, v); }
 };
 
 template <>
 struct Chunk<GgmlType::BF16> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_halves<true>(r, c, v); }
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_halves<true>(r, c, v); }
 };
 
 // Q8_0 (34 bytes): fp16 d, int8 qs[32]; x = d * q.
 template <>
 struct Chunk<GgmlType::Q8_0> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
     const uint8_t* b = r + c * 34;
     const float d = fp16(b);
-#pragma unroll
+MT_UNROLL
     for (int i = 0; i < 32; ++i) v[i] = d * float(static_cast<int8_t>(b[2 + i]));
   }
+};
+
+// Q4_0 (18 bytes): fp16 d, qs[16]; Q4_1 (20): fp16 d, fp16 m, qs[16]; Q5_0 (22): fp16 d, qh[4], qs[16];
+// Q5_1 (24): fp16 d, fp16 m, qh[4], qs[16]. Value j < 16: low nibble of qs[j], j + 16: high nibble of
+// qs[j]; the 5th bit of value j is bit j of qh (little-endian u32). x = d * (q - 8) (Q4_0), d * (q - 16) (Q5_0),
+// d * q + m (Q4_1, Q5_1).
+template <int kBytes, bool kMin, bool kHigh>
+MT_HD inline void decode_q4q5(const uint8_t* r, int64_t c, float v[kChunk]) {
+  const uint8_t* b = r + c * kBytes;
+  const float d = fp16(b);
+  const float m = kMin ? fp16(b + 2) : 0.0f;
+  const uint8_t* p = b + (kMin ? 4 : 2);
+  const uint32_t qh = kHigh ? (uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24)) : 0u;
+  const uint8_t* qs = p + (kHigh ? 4 : 0);
+  const int offset = kMin ? 0 : (kHigh ? 16 : 8);
+MT_UNROLL
+  for (int j = 0; j < 16; ++j) {
+    int lo = qs[j] & 0xF, hi = qs[j] >> 4;
+    if (kHigh) {
+      lo |= int((qh >> j) & 1) << 4;
+      hi |= int((qh >> (j + 16)) & 1) << 4;
+    }
+    v[j] = kMin ? d * float(lo) + m : d * float(lo - offset);
+    v[j + 16] = kMin ? d * float(hi) + m : d * float(hi - offset);
+  }
+}
+
+template <>
+struct Chunk<GgmlType::Q4_0> {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q4q5<18, false, false>(r, c, v); }
+};
+template <>
+struct Chunk<GgmlType::Q4_1> {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q4q5<20, true, false>(r, c, v); }
+};
+template <>
+struct Chunk<GgmlType::Q5_0> {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q4q5<22, false, true>(r, c, v); }
+};
+template <>
+struct Chunk<GgmlType::Q5_1> {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q4q5<24, true, true>(r, c, v); }
 };
 
 // MXFP4 (17 bytes): e8m0 e, qs[16]; code j: low nibble of qs[j], code j + 16: high nibble;
 // x = 2^(e - 128) * doubled_e2m1[code] (ggml's e8m0_to_fp32_half and kvalues_mxfp4).
 template <>
 struct Chunk<GgmlType::MXFP4> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
     constexpr int8_t kValues[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
     const uint8_t* b = r + c * 17;
     const uint32_t e = b[0];
-    const float s = __uint_as_float(e < 2 ? (0x00200000u << e) : ((e - 1) << 23));
-#pragma unroll
+    const float s = as_float(e < 2 ? (0x00200000u << e) : ((e - 1) << 23));
+MT_UNROLL
     for (int j = 0; j < 16; ++j) {
       v[j] = s * float(kValues[b[1 + j] & 0xF]);
       v[j + 16] = s * float(kValues[b[1 + j] >> 4]);
@@ -115,7 +177,7 @@ struct Chunk<GgmlType::MXFP4> {
 // value l is nibble (j & 1 ? high : low) of qs[32 (j / 2) + l]; x = d * sc * q - dmin * m.
 // Q5_K (176 bytes): the same with qh[32] before qs; bit j of qh[l] is the 5th bit.
 template <bool kQ5>
-__device__ __forceinline__ void decode_q45_k(const uint8_t* r, int64_t c, float v[kChunk]) {
+MT_HD inline void decode_q45_k(const uint8_t* r, int64_t c, float v[kChunk]) {
   const uint8_t* b = r + (c / 8) * (kQ5 ? 176 : 144);
   const int j = int(c % 8);
   const float d = fp16(b), dmin = fp16(b + 2);
@@ -125,7 +187,7 @@ __device__ __forceinline__ void decode_q45_k(const uint8_t* r, int64_t c, float 
   const uint8_t* qh = b + 16;
   const uint8_t* qs = b + (kQ5 ? 48 : 16) + 32 * (j / 2);
   const int shift = (j & 1) * 4;
-#pragma unroll
+MT_UNROLL
   for (int l = 0; l < 32; ++l) {
     int q = (qs[l] >> shift) & 0xF;
     if (kQ5) q |= ((qh[l] >> j) & 1) << 4;
@@ -135,12 +197,12 @@ __device__ __forceinline__ void decode_q45_k(const uint8_t* r, int64_t c, float 
 
 template <>
 struct Chunk<GgmlType::Q4_K> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q45_k<false>(r, c, v); }
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q45_k<false>(r, c, v); }
 };
 
 template <>
 struct Chunk<GgmlType::Q5_K> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q45_k<true>(r, c, v); }
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) { decode_q45_k<true>(r, c, v); }
 };
 
 // Q6_K (210 bytes): ql[128], qh[64], int8 scales[16], fp16 d. Chunk j = c % 8 = 4h + s covers values
@@ -148,7 +210,7 @@ struct Chunk<GgmlType::Q5_K> {
 // 2s, 2s+1 of qh[32h + l]; x = d * scales[8h + 2s + l / 16] * (q - 32).
 template <>
 struct Chunk<GgmlType::Q6_K> {
-  __device__ static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
+  MT_HD static void decode(const uint8_t* r, int64_t c, float v[kChunk]) {
     const uint8_t* b = r + (c / 8) * 210;
     const int j = int(c % 8), h = j / 4, s = j % 4;
     const uint8_t* ql = b + 64 * h + 32 * (s & 1);
@@ -157,7 +219,7 @@ struct Chunk<GgmlType::Q6_K> {
     const float d = fp16(b + 208);
     const float d0 = d * float(sc[0]), d1 = d * float(sc[1]);
     const int lshift = s >= 2 ? 4 : 0;
-#pragma unroll
+MT_UNROLL
     for (int l = 0; l < 32; ++l) {
       const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> (2 * s)) & 3) << 4)) - 32;
       v[l] = (l < 16 ? d0 : d1) * float(q);
@@ -241,10 +303,38 @@ std::string shape(const DeviceWeight& w) {
 
 }  // namespace
 
+namespace {
+template <GgmlType T>
+void decode_row(const uint8_t* r, int64_t n_in, float* out) {
+  for (int64_t c = 0; c < n_in / kChunk; ++c) Chunk<T>::decode(r, c, out + c * kChunk);
+}
+}  // namespace
+
+void decode_row_on_host(GgmlType type, const void* row, int64_t n_in, float* out) {
+  if (auto why = gemv_declines(type, n_in)) throw Error("decode_row_on_host: " + *why);
+  const auto* r = static_cast<const uint8_t*>(row);
+  switch (type) {
+    case GgmlType::F32: decode_row<GgmlType::F32>(r, n_in, out); break;
+    case GgmlType::F16: decode_row<GgmlType::F16>(r, n_in, out); break;
+    case GgmlType::BF16: decode_row<GgmlType::BF16>(r, n_in, out); break;
+    case GgmlType::Q8_0: decode_row<GgmlType::Q8_0>(r, n_in, out); break;
+    case GgmlType::Q4_0: decode_row<GgmlType::Q4_0>(r, n_in, out); break;
+    case GgmlType::Q4_1: decode_row<GgmlType::Q4_1>(r, n_in, out); break;
+    case GgmlType::Q5_0: decode_row<GgmlType::Q5_0>(r, n_in, out); break;
+    case GgmlType::Q5_1: decode_row<GgmlType::Q5_1>(r, n_in, out); break;
+    case GgmlType::Q4_K: decode_row<GgmlType::Q4_K>(r, n_in, out); break;
+    case GgmlType::Q5_K: decode_row<GgmlType::Q5_K>(r, n_in, out); break;
+    case GgmlType::Q6_K: decode_row<GgmlType::Q6_K>(r, n_in, out); break;
+    case GgmlType::MXFP4: decode_row<GgmlType::MXFP4>(r, n_in, out); break;
+    default: break;  // excluded by gemv_declines
+  }
+}
+
 bool gemv_computes(GgmlType type) {
   switch (type) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_K:
-    case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::MXFP4:
+    case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::MXFP4: case GgmlType::Q4_0: case GgmlType::Q4_1:
+    case GgmlType::Q5_0: case GgmlType::Q5_1:
       return true;
     default:
       return false;
@@ -278,6 +368,10 @@ void gemv(const DeviceWeight& w, const float* x, int64_t n_tokens, float* y, con
     case GgmlType::Q5_K: launch_gemv<GgmlType::Q5_K>(w, x, n_tokens, y, bias, s); break;
     case GgmlType::Q6_K: launch_gemv<GgmlType::Q6_K>(w, x, n_tokens, y, bias, s); break;
     case GgmlType::MXFP4: launch_gemv<GgmlType::MXFP4>(w, x, n_tokens, y, bias, s); break;
+    case GgmlType::Q4_0: launch_gemv<GgmlType::Q4_0>(w, x, n_tokens, y, bias, s); break;
+    case GgmlType::Q4_1: launch_gemv<GgmlType::Q4_1>(w, x, n_tokens, y, bias, s); break;
+    case GgmlType::Q5_0: launch_gemv<GgmlType::Q5_0>(w, x, n_tokens, y, bias, s); break;
+    case GgmlType::Q5_1: launch_gemv<GgmlType::Q5_1>(w, x, n_tokens, y, bias, s); break;
     default: break;  // excluded by gemv_declines
   }
   cuda_check(cudaGetLastError(), "launching the CUDA GEMV " + std::string(ggml_type_name(w.type)) + " " + shape(w));

@@ -17,12 +17,17 @@
 
 namespace moetier::gpu {
 
-/// Weight types the GEMV computes: F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K, MXFP4.
+/// Weight types the GEMV computes: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4.
 bool gemv_computes(GgmlType type);
 
 /// std::nullopt when gemv() takes a matrix of `type` with rows of `n_in` values; otherwise why not
 /// ("no CUDA kernel for Q2_K weights", "rows of 100 values: the CUDA GEMV needs a multiple of 32").
 std::optional<std::string> gemv_declines(GgmlType type, int64_t n_in);
+
+/// The GEMV's block decoders run on the host: `row` (host memory, n_in values of `type`) -> out [n_in] f32,
+/// exactly as the kernel sees the weights. For tests on machines without a GPU (compared with
+/// cpu::dequantize_row). Throws moetier::Error when gemv_declines(type, n_in).
+void decode_row_on_host(GgmlType type, const void* row, int64_t n_in, float* out);
 
 /// y [n_tokens, w.n_out] f32 (device, written) = x [n_tokens, w.n_in] f32 (device, read) times W^T,
 /// plus bias [w.n_out] (device, may be nullptr). W: w.n_out rows of w.row_bytes bytes at w.data (device;

@@ -88,7 +88,8 @@ double normalised_error(const std::vector<float>& a, const std::vector<float>& b
 
 bool is_plain(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
 
-const GgmlType kTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
+const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                           GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::MXFP4};
 
 DeviceSpec gpu_spec(uint64_t capacity) {
@@ -162,6 +163,26 @@ TEST_CASE("cuda gemv: every weight type against the dequantised product, odd n_o
       }
     }
   }
+}
+
+TEST_CASE("cuda gemv: its block decoders (run on the host) give cpu::dequantize_row's values bit for bit") {
+  // Runs without a GPU: the decoders are host + device functions, so the GGUF block layouts the kernel
+  // reads are checked here against the CPU's dequantisation, for every type and several rows.
+  for (const GgmlType t : kTypes) {
+    for (const int64_t n_in : {256, 768}) {
+      CAPTURE(ggml_type_name(t));
+      CAPTURE(n_in);
+      const HostMatrix w(t, 5, n_in, 77 + static_cast<uint32_t>(n_in));
+      const std::vector<float> ref = w.dequantised();
+      std::vector<float> got(ref.size(), std::nanf(""));
+      for (int64_t o = 0; o < 5; ++o)
+        gpu::decode_row_on_host(t, w.bytes.data() + o * w.view.row_bytes, n_in, got.data() + o * n_in);
+      CHECK(std::memcmp(got.data(), ref.data(), ref.size() * 4) == 0);
+      // And they are not trivially equal: the values vary.
+      CHECK(*std::max_element(ref.begin(), ref.end()) > *std::min_element(ref.begin(), ref.end()));
+    }
+  }
+  CHECK_THROWS_AS(gpu::decode_row_on_host(GgmlType::Q2_K, nullptr, 256, nullptr), Error);
 }
 
 TEST_CASE("cuda gemv: declines types without a kernel and rows that are not whole 32-value chunks") {
