@@ -104,6 +104,7 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
     pool_ = std::exchange(o.pool_, nullptr);
     ptr_ = std::exchange(o.ptr_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    charged_ = std::exchange(o.charged_, 0);
   }
   return *this;
 }
@@ -111,18 +112,20 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 void DeviceBuffer::release() {
   if (ptr_) {
     (void)cudaFree(ptr_);
-    if (pool_) pool_->used_ -= size_;
+    if (pool_) pool_->used_ -= charged_;
   }
   pool_ = nullptr;
   ptr_ = nullptr;
   size_ = 0;
+  charged_ = 0;
 }
 
-DeviceBuffer DevicePool::allocate(uint64_t bytes, std::string_view what) {
+DeviceBuffer DevicePool::allocate(uint64_t bytes, std::string_view what, uint64_t charged) {
   const std::string for_what = what.empty() ? std::string() : " for " + std::string(what);
   if (bytes == 0) throw Error(device_ + ": device allocation of 0 bytes" + for_what);
-  if (bytes > capacity_ - used_)  // used_ <= capacity_ always
-    throw Error(device_ + ": out of device memory" + for_what + ": " + std::to_string(bytes) + " bytes requested, " +
+  if (charged > bytes) charged = bytes;
+  if (charged > capacity_ - used_)  // used_ <= capacity_ always
+    throw Error(device_ + ": out of device memory" + for_what + ": " + std::to_string(charged) + " bytes requested, " +
                 std::to_string(used_) + " in use, budget " + std::to_string(capacity_));
   void* p = nullptr;
   cuda_check(cudaMalloc(&p, static_cast<size_t>(bytes)),
@@ -131,7 +134,8 @@ DeviceBuffer DevicePool::allocate(uint64_t bytes, std::string_view what) {
   b.pool_ = this;
   b.ptr_ = p;
   b.size_ = bytes;
-  used_ += bytes;
+  b.charged_ = charged;
+  used_ += charged;
   if (used_ > peak_) peak_ = used_;
   return b;
 }

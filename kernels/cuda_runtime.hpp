@@ -92,7 +92,9 @@ class DeviceBuffer {
   ~DeviceBuffer() { release(); }
 
   bool valid() const { return ptr_ != nullptr; }
+  /// Bytes allocated (the budget was charged charged() of them).
   uint64_t size() const { return size_; }
+  uint64_t charged() const { return charged_; }
   /// Device address (256-byte aligned): for kernels and copies only, never dereferenced on the host.
   std::byte* data() const { return static_cast<std::byte*>(ptr_); }
 
@@ -102,11 +104,12 @@ class DeviceBuffer {
   DevicePool* pool_ = nullptr;
   void* ptr_ = nullptr;
   uint64_t size_ = 0;
+  uint64_t charged_ = 0;
 };
 
 /// Device memory of one device with a byte budget: allocations beyond it throw, so
-/// used_bytes() <= capacity_bytes() always. (Each buffer is one cudaMalloc; cudaMalloc's own rounding is
-/// not counted.)
+/// used_bytes() <= capacity_bytes() always. (Each buffer is one cudaMalloc; cudaMalloc's own rounding and
+/// what callers do not charge are not counted.)
 class DevicePool {
  public:
   /// `device` names the device in messages ("gpu:0").
@@ -114,10 +117,11 @@ class DevicePool {
   DevicePool(const DevicePool&) = delete;
   DevicePool& operator=(const DevicePool&) = delete;
 
-  /// `bytes` (> 0) of device memory on the current device. Throws moetier::Error naming the device,
-  /// `what`, the bytes requested, in use and the budget when it does not fit the budget, or CUDA's
-  /// error when cudaMalloc fails; nothing is allocated then.
-  DeviceBuffer allocate(uint64_t bytes, std::string_view what);
+  /// `bytes` (> 0) of device memory on the current device, of which `charged` (<= bytes) count against
+  /// the budget (the caller's own measure, e.g. weight bytes without alignment padding; default: all).
+  /// Throws moetier::Error naming the device, `what`, the bytes charged, in use and the budget when they
+  /// do not fit the budget, or CUDA's error when cudaMalloc fails; nothing is allocated then.
+  DeviceBuffer allocate(uint64_t bytes, std::string_view what, uint64_t charged = ~0ull);
 
   uint64_t capacity_bytes() const { return capacity_; }
   uint64_t used_bytes() const { return used_; }

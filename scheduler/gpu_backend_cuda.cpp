@@ -1,8 +1,9 @@
 // GpuBackend: the CUDA device gpu:N as a DeviceBackend (scheduler/expert_backend.hpp), behaving like the
 // simulated device (sim_backend.hpp) with the CUDA kernels of kernels/ffn_kernels.hpp:
-//   - memory: a DevicePool with spec.capacity_bytes (the VRAM budget); place() copies gate, up, down (and
-//     the biases: device kernels cannot read host biases) into one device buffer through a pinned staging
-//     buffer, synchronously, counting bytes and time in stats().
+//   - memory: a DevicePool with spec.capacity_bytes (the VRAM budget), charged w.bytes() per FFN as the
+//     simulated device is; place() copies gate, up, down (and the biases: device kernels cannot read host
+//     biases) into one device buffer through a pinned staging buffer, synchronously, counting bytes and
+//     time in stats() (h2d_bytes: weights and biases).
 //   - run(): copies x into a pinned buffer of the ticket, then on the backend's one stream: x -> device,
 //     the FFN kernels, y -> the pinned buffer, an end event; returns the ticket at once. wait(ticket)
 //     synchronises the events of every ticket <= ticket in order, copies their y out of pinned memory into
@@ -191,7 +192,9 @@ void GpuBackend::place(FfnKey key, const HostFfn& w) {
   }
   select();
   Slot slot;
-  slot.buffer = pool_.allocate(total, what);  // throws when over budget; RAII frees on any later throw
+  // The budget is charged w.bytes(), the planner's measure of an FFN (as sim:N); alignment padding and the
+  // biases (host memory on sim:N) are outside it, like the scratch.
+  slot.buffer = pool_.allocate(total, what, w.bytes());  // throws when over budget; RAII frees on any later throw
   std::byte* base = slot.buffer.data();
 
   // Host -> pinned (memcpy) -> device (async on copy_), double-buffered through the two staging halves.

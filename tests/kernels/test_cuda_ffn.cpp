@@ -190,6 +190,26 @@ TEST_CASE("cuda gemv: declines types without a kernel and rows that are not whol
   CHECK(gpu::gemv_declines(GgmlType::Q2_K, 256)->find("no CUDA kernel for Q2_K") != std::string::npos);
   CHECK(gpu::gemv_declines(GgmlType::F32, 100)->find("multiple of 32") != std::string::npos);
   CHECK(gpu::gemv_declines(GgmlType::Q4_K, 32).has_value());  // not a whole 256-value block
+  // Checked on the host before anything is launched (so these run without a device too).
+  const DeviceWeight q2{GgmlType::Q2_K, nullptr, 4, 256, ggml_row_bytes(GgmlType::Q2_K, 256)};
+  std::string msg;
+  try {
+    gpu::gemv(q2, nullptr, 1, nullptr, nullptr, nullptr);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("no CUDA kernel for Q2_K") != std::string::npos);
+  gpu::GpuFfn f;
+  f.gate = DeviceWeight{GgmlType::Q8_0, nullptr, 64, 256, ggml_row_bytes(GgmlType::Q8_0, 256)};
+  f.up = f.gate;
+  f.down = DeviceWeight{GgmlType::Q8_0, nullptr, 256, 96, ggml_row_bytes(GgmlType::Q8_0, 96)};  // n_in != n_ff
+  msg.clear();
+  try {
+    gpu::ffn_forward(f, nullptr, 1, nullptr, nullptr, gpu::FfnActivation::SwiGLU, nullptr);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("matrices do not fit each other") != std::string::npos);
 }
 
 #endif  // MOETIER_HAVE_CUDA
