@@ -13,6 +13,8 @@
 // Every GPU case skips (MESSAGE, and the executable exits 77 = meson SKIP) when no CUDA device is usable.
 #include <doctest/doctest.h>
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -39,10 +41,14 @@ using namespace moetier::sched;
 namespace {
 
 /// True (after a MESSAGE saying why) when this process has no CUDA device: the caller returns.
-bool skip_without_gpu() {
-  if (gpu_device_count() > 0) return false;
-  MESSAGE("SKIPPED: no CUDA device (" << gpu::describe() << ")");
-  return true;
+/// doctest decorator argument: skip (counted as skipped, reason printed once) without a CUDA device.
+bool no_gpu() {
+  static const bool none = [] {
+    const bool n = gpu_device_count() == 0;
+    if (n) std::fprintf(stderr, "skipping the CUDA device cases: no CUDA device (%s)\n", gpu::describe().c_str());
+    return n;
+  }();
+  return none;
 }
 
 std::vector<float> normal(size_t n, uint32_t seed, float sd) {
@@ -120,8 +126,7 @@ TEST_CASE("gpu backend: registered exactly in CUDA builds; without a device, ope
 
 #ifdef MOETIER_HAVE_CUDA
 
-TEST_CASE("cuda gemv: every weight type against the dequantised product, odd n_out, 1..11 tokens") {
-  if (skip_without_gpu()) return;
+TEST_CASE("cuda gemv: every weight type against the dequantised product, odd n_out, 1..11 tokens" * doctest::skip(no_gpu())) {
   gpu::set_device(0);
   gpu::DevicePool pool("gpu:0", 1ull << 30);
   gpu::Stream stream;
@@ -214,8 +219,7 @@ TEST_CASE("cuda gemv: declines types without a kernel and rows that are not whol
 
 #endif  // MOETIER_HAVE_CUDA
 
-TEST_CASE("gpu backend: the FFN on gpu:0 matches CpuFfn for every type, both activations, with and without biases") {
-  if (skip_without_gpu()) return;
+TEST_CASE("gpu backend: the FFN on gpu:0 matches CpuFfn for every type, both activations, with and without biases" * doctest::skip(no_gpu())) {
   ThreadPool pool(1);
   LinearExec lin(&pool);
   CpuFfn cpu_ffn(lin);
@@ -267,8 +271,7 @@ TEST_CASE("gpu backend: the FFN on gpu:0 matches CpuFfn for every type, both act
   CHECK(dev->stats().groups == static_cast<uint64_t>(expert) * 3);
 }
 
-TEST_CASE("gpu backend: refusals, budget, in-order tickets and evict") {
-  if (skip_without_gpu()) return;
+TEST_CASE("gpu backend: refusals, budget, in-order tickets and evict" * doctest::skip(no_gpu())) {
   const HostMatrix gate(GgmlType::Q8_0, 256, 256, 1), up(GgmlType::Q8_0, 256, 256, 2), down(GgmlType::Q8_0, 256, 256, 3);
   HostFfn w;
   w.gate = gate.view;
@@ -312,8 +315,7 @@ TEST_CASE("gpu backend: refusals, budget, in-order tickets and evict") {
   CHECK(dev->used_bytes() == 0);
 }
 
-TEST_CASE("gpu backend: a tiny synth MoE model with its experts and non-expert FFNs on gpu:0 decodes the CPU's tokens") {
-  if (skip_without_gpu()) return;
+TEST_CASE("gpu backend: a tiny synth MoE model with its experts and non-expert FFNs on gpu:0 decodes the CPU's tokens" * doctest::skip(no_gpu())) {
   test::TempDir dir;
   for (const GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_K}) {
     CAPTURE(ggml_type_name(t));
