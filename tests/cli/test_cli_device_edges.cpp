@@ -29,12 +29,14 @@ const TinyModel& tiny_model() {
   return m;
 }
 
-Json plan_json(const std::vector<std::string>& extra) {
+/// plan --json; an empty object when `allow_refusal` and the budget was refused as too small.
+Json plan_json(const std::vector<std::string>& extra, bool allow_refusal = false) {
   const TinyModel& m = tiny_model();
   std::vector<std::string> a = {"plan", "-m", m.path, "-c", "512", "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
   const test::RunResult r = test::run_moetier(m.dir, a);
   INFO(r.err);
+  if (allow_refusal && r.status == 1 && r.err.find("cannot hold this run") != std::string::npos) return Json::object();
   REQUIRE(r.status == 0);
   return Json::parse(r.out);
 }
@@ -48,13 +50,19 @@ TEST_CASE("plan with the non-expert weights on sim:0 keeps the DRAM total within
   const Json& rm = roomy["memory"];
   const uint64_t fixed = rm["total_bytes"].get<uint64_t>() - rm["resident_expert_bytes"].get<uint64_t>() -
                          rm["expert_cache_bytes"].get<uint64_t>();
-  for (const uint64_t extra : {1536u << 10, 2048u << 10}) {
+  // The metadata part is measured by each process (it can differ by a MiB between runs, more under
+  // sanitizers): a budget the run finds too small is skipped, but most must be accepted and kept.
+  int accepted = 0;
+  for (const uint64_t extra : {1536u << 10, 2048u << 10, 3072u << 10, 4096u << 10}) {
     const uint64_t budget = fixed + extra;
     CAPTURE(budget);
-    const Json j = plan_json({"--sim-device", "1MiB", "--ram-budget", std::to_string(budget)});
+    const Json j = plan_json({"--sim-device", "1MiB", "--ram-budget", std::to_string(budget)}, true);
+    if (j.empty()) continue;
+    ++accepted;
     REQUIRE(j["device"]["non_expert"] == true);  // the case in question: non-expert weights planned on sim:0
     CHECK(j["memory"]["total_bytes"].get<uint64_t>() <= j["memory"]["budget_bytes"].get<uint64_t>());
   }
+  CHECK(accepted >= 2);
 }
 
 TEST_CASE("--device-slots works when the static plan puts nothing on the device") {
