@@ -176,4 +176,9 @@ void copy_d2h_async(void* dst, const void* src, uint64_t bytes, const Stream& s,
   cuda_check(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, cs(s)), what);
 }
 
+void copy_d2d_async(void* dst, const void* src, uint64_t bytes, const Stream& s, std::string_view what) {
+  if (bytes == 0) return;
+  cuda_check(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, cs(s)), what);
+}
+
 }  // namespace moetier::gpu

@@ -159,5 +159,8 @@ class PinnedBuffer {
 void copy_h2d_async(void* dst, const void* src, uint64_t bytes, const Stream& s, std::string_view what);
 /// Queues a copy of `bytes` from device memory `src` to host memory `dst` on `s`. Throws moetier::Error.
 void copy_d2h_async(void* dst, const void* src, uint64_t bytes, const Stream& s, std::string_view what);
+/// Queues a copy of `bytes` from device memory `src` to device memory `dst` (same device, no overlap) on
+/// `s`. Throws moetier::Error naming `what`.
+void copy_d2d_async(void* dst, const void* src, uint64_t bytes, const Stream& s, std::string_view what);
 
 }  // namespace moetier::gpu
