@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,7 +31,12 @@ struct FfnKey {
   int32_t expert = 0;
   static constexpr int32_t kSharedFfn = -1;
   friend bool operator==(const FfnKey&, const FfnKey&) = default;
+  /// One 64-bit id per key (device backends' maps of held FFNs).
+  uint64_t id() const { return (static_cast<uint64_t>(static_cast<uint32_t>(layer)) << 32) | static_cast<uint32_t>(expert); }
 };
+
+/// "layer 3 expert 7" or "layer 3 shared FFN" (error messages).
+std::string to_string(FfnKey key);
 
 /// One group of rows for one FFN: x [n_tokens, n_embd] f32 (read) -> y [n_tokens, n_embd] f32
 /// (written). x and y are host memory owned by the executor and stay valid until the group's ticket
@@ -89,6 +95,17 @@ class ExpertBackend {
   virtual void wait(uint64_t ticket) = 0;
   virtual BackendStats stats() const = 0;
 };
+
+/// The checks every DeviceBackend::place makes before allocating, one line each naming `device` and the
+/// FFN: each matrix present, with ggml's row size for its type and accepted by `declines` (a reason, or
+/// std::nullopt), and the three matrices fitting each other (gate / up [n_ff, n_embd], down [n_embd, n_ff]).
+void check_placeable(const std::string& device, FfnKey key, const HostFfn& w,
+                     const std::function<std::optional<std::string>(const HostWeight&)>& declines);
+
+/// The checks every DeviceBackend::run makes before queueing `g` on an FFN it holds whose rows have
+/// `ffn_n_embd` values: at least one row, x and y set, n_embd matching. Throws moetier::Error naming
+/// `device` and the FFN.
+void check_group(const std::string& device, const ExpertGroup& g, int64_t ffn_n_embd);
 
 /// A backend with its own memory (gpu:N, sim:N): holds a set of FFNs (experts placed at start-up, the
 /// non-expert FFNs when the plan puts them there, dynamic slots).

@@ -38,15 +38,6 @@ constexpr size_t kMaxInFlight = 512;             // tickets queued before run() 
 
 uint64_t align_up(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
-std::string ffn_name(FfnKey k) {
-  return k.expert == FfnKey::kSharedFfn ? fmt::format("layer {} shared FFN", k.layer)
-                                        : fmt::format("layer {} expert {}", k.layer, k.expert);
-}
-
-uint64_t slot_id(FfnKey k) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(k.layer)) << 32) | static_cast<uint32_t>(k.expert);
-}
-
 uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -68,7 +59,7 @@ class GpuBackend final : public DeviceBackend {
   uint64_t used_bytes() const override { return pool_.used_bytes(); }
   void place(FfnKey key, const HostFfn& w) override;
   void evict(FfnKey key) override;
-  bool holds(FfnKey key) const override { return slots_.count(slot_id(key)) != 0; }
+  bool holds(FfnKey key) const override { return slots_.count(key.id()) != 0; }
 
  private:
   struct Slot {
@@ -157,20 +148,9 @@ std::optional<std::string> GpuBackend::supports(GgmlType weight_type, int64_t n_
 }
 
 void GpuBackend::place(FfnKey key, const HostFfn& w) {
-  const std::string what = ffn_name(key);
+  const std::string what = to_string(key);
   if (holds(key)) fail("{}: {} is already on the device", name_, what);
-  for (const HostWeight* m : {&w.gate, &w.up, &w.down}) {
-    const char* which = m == &w.gate ? "gate" : m == &w.up ? "up" : "down";
-    if (!m->valid() || m->n_out < 1 || m->n_in < 1) fail("{}: {}: no {} matrix to place", name_, what, which);
-    if (auto why = gpu::gemv_declines(m->type, m->n_in)) fail("{}: cannot hold {}: {} matrix: {}", name_, what, which, *why);
-    if (m->row_bytes != ggml_row_bytes(m->type, static_cast<uint64_t>(m->n_in)))
-      fail("{}: {}: {} matrix has {} bytes per row, expected {} for {} x {}", name_, what, which, m->row_bytes,
-           ggml_row_bytes(m->type, static_cast<uint64_t>(m->n_in)), m->n_in, ggml_type_name(m->type));
-  }
-  if (w.up.n_out != w.gate.n_out || w.up.n_in != w.gate.n_in || w.down.n_in != w.gate.n_out ||
-      w.down.n_out != w.gate.n_in)
-    fail("{}: {}: FFN matrices do not fit each other: gate [{}, {}], up [{}, {}], down [{}, {}]", name_, what,
-         w.gate.n_out, w.gate.n_in, w.up.n_out, w.up.n_in, w.down.n_out, w.down.n_in);
+  check_placeable(name_, key, w, [](const HostWeight& m) { return gpu::gemv_declines(m.type, m.n_in); });
 
   // Layout of the one buffer: gate, up, down, gate bias, up bias, down bias, each 256-byte aligned.
   struct Part {
@@ -224,11 +204,11 @@ void GpuBackend::place(FfnKey key, const HostFfn& w) {
   slot.ffn.gate_bias = w.gate_bias ? reinterpret_cast<const float*>(at(3)) : nullptr;
   slot.ffn.up_bias = w.up_bias ? reinterpret_cast<const float*>(at(4)) : nullptr;
   slot.ffn.down_bias = w.down_bias ? reinterpret_cast<const float*>(at(5)) : nullptr;
-  slots_.emplace(slot_id(key), std::move(slot));
+  slots_.emplace(key.id(), std::move(slot));
 }
 
 void GpuBackend::evict(FfnKey key) {
-  const auto it = slots_.find(slot_id(key));
+  const auto it = slots_.find(key.id());
   if (it == slots_.end()) return;
   select();
   try {
@@ -263,14 +243,10 @@ void GpuBackend::ensure_scratch(uint64_t floats) {
 }
 
 uint64_t GpuBackend::run(const ExpertGroup& g) {
-  const auto it = slots_.find(slot_id(g.key));
-  if (it == slots_.end()) fail("{}: does not hold {} (place it before running groups on it)", name_, ffn_name(g.key));
+  const auto it = slots_.find(g.key.id());
+  if (it == slots_.end()) fail("{}: does not hold {} (place it before running groups on it)", name_, to_string(g.key));
   const gpu::GpuFfn& ffn = it->second.ffn;
-  if (g.n_tokens < 1 || !g.x || !g.y)
-    fail("{}: {}: group of {} rows with x {} and y {}: needs >= 1 row and both buffers", name_, ffn_name(g.key),
-         g.n_tokens, g.x ? "set" : "null", g.y ? "set" : "null");
-  if (g.n_embd != ffn.gate.n_in)
-    fail("{}: {}: group rows have {} values, the FFN takes {}", name_, ffn_name(g.key), g.n_embd, ffn.gate.n_in);
+  check_group(name_, g, ffn.gate.n_in);
   select();
   if (in_flight_.size() >= kMaxInFlight) finish_oldest();  // bounds the pinned memory held by tickets
   const uint64_t io_bytes = static_cast<uint64_t>(g.n_tokens) * static_cast<uint64_t>(g.n_embd) * 4;
@@ -290,7 +266,7 @@ uint64_t GpuBackend::run(const ExpertGroup& g) {
     float* dx = reinterpret_cast<float*>(scratch_.data());
     float* dy = dx + xy_floats;
     float* work = dy + xy_floats;
-    const std::string what = fmt::format("{}: {}", name_, ffn_name(g.key));
+    const std::string what = fmt::format("{}: {}", name_, to_string(g.key));
     f.res->start.record(stream_);
     gpu::copy_h2d_async(dx, f.res->pinned.data(), io_bytes, stream_, what + ": copying x to the device");
     gpu::ffn_forward(ffn, dx, g.n_tokens, dy, work,
@@ -299,7 +275,7 @@ uint64_t GpuBackend::run(const ExpertGroup& g) {
     gpu::copy_d2h_async(f.res->pinned.data() + f.y_offset, dy, io_bytes, stream_, what + ": copying y from the device");
     f.res->end.record(stream_);
   } catch (const std::exception& e) {
-    f.error = fmt::format("{}: {}: {}", name_, ffn_name(g.key), e.what());
+    f.error = fmt::format("{}: {}: {}", name_, to_string(g.key), e.what());
   }
   const uint64_t ticket = f.ticket;
   in_flight_.push_back(std::move(f));
@@ -312,7 +288,7 @@ void GpuBackend::finish_oldest() {
   std::string err = std::move(f.error);
   if (err.empty()) {
     try {
-      f.res->end.synchronize(fmt::format("{}: {}", name_, ffn_name(f.key)));
+      f.res->end.synchronize(fmt::format("{}: {}", name_, to_string(f.key)));
       std::memcpy(f.y, f.res->pinned.data() + f.y_offset, f.y_bytes);
       stats_.busy_ns += static_cast<uint64_t>(static_cast<double>(f.res->end.elapsed_ms_since(f.res->start)) * 1e6);
       ++stats_.groups;

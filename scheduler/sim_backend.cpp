@@ -7,7 +7,6 @@
 #include <memory>
 
 #include "common/error.hpp"
-#include "cpu/kernel_registry.hpp"
 
 namespace moetier::sched {
 
@@ -16,14 +15,6 @@ namespace {
 // Groups the stream queue holds before run() blocks (a layer's groups are typically all queued at once).
 constexpr size_t kQueueSlots = 512;
 
-std::string ffn_name(FfnKey k) {
-  return k.expert == FfnKey::kSharedFfn ? fmt::format("layer {} shared FFN", k.layer)
-                                        : fmt::format("layer {} expert {}", k.layer, k.expert);
-}
-
-// The capability the CPU path uses: a type has a CPU matmul iff the kernel registry has a kernel for it
-// (the scalar reference accepts every type with one).
-bool cpu_computes(GgmlType t) { return cpu::select_gemv(t, 1, cpu::Isa::kScalar) != nullptr; }
 
 std::string checked_name(const DeviceSpec& spec) {
   if (spec.index < 0) fail("sim:{}: device index must be >= 0", spec.index);
@@ -72,27 +63,16 @@ std::optional<std::string> SimBackend::supports(GgmlType weight_type, int64_t n_
   if (n_tokens < 1) return std::string("empty group");
   if (weights_in != MemoryKind::Device)
     return fmt::format("{} computes from its own device memory, not {} memory", name_, memory_kind_name(weights_in));
-  if (!cpu_computes(weight_type))
-    return fmt::format("no CPU kernel for {} weights (the simulated device computes with the CPU kernels)",
-                       ggml_type_name(weight_type));
+  // The capability of the CPU path: the simulated device computes with the CPU kernels.
+  if (auto why = cpu_ffn_declines(weight_type, MemoryKind::Host))
+    return fmt::format("{} (the simulated device computes with the CPU kernels)", *why);
   return std::nullopt;
 }
 
 void SimBackend::place(FfnKey key, const HostFfn& w) {
-  const std::string what = ffn_name(key);
+  const std::string what = to_string(key);
   if (holds(key)) fail("{}: {} is already on the device", name_, what);
-  for (const HostWeight* m : {&w.gate, &w.up, &w.down}) {
-    const char* which = m == &w.gate ? "gate" : m == &w.up ? "up" : "down";
-    if (!m->valid() || m->n_out < 1 || m->n_in < 1) fail("{}: {}: no {} matrix to place", name_, what, which);
-    if (auto why = supports(m->type, 1, MemoryKind::Device)) fail("{}: cannot hold {}: {}", name_, what, *why);
-    if (m->row_bytes != ggml_row_bytes(m->type, static_cast<uint64_t>(m->n_in)))
-      fail("{}: {}: {} matrix has {} bytes per row, expected {} for {} x {}", name_, what, which, m->row_bytes,
-           ggml_row_bytes(m->type, static_cast<uint64_t>(m->n_in)), m->n_in, ggml_type_name(m->type));
-  }
-  if (w.up.n_out != w.gate.n_out || w.up.n_in != w.gate.n_in || w.down.n_in != w.gate.n_out ||
-      w.down.n_out != w.gate.n_in)
-    fail("{}: {}: FFN matrices do not fit each other: gate [{}, {}], up [{}, {}], down [{}, {}]", name_, what,
-         w.gate.n_out, w.gate.n_in, w.up.n_out, w.up.n_in, w.down.n_out, w.down.n_in);
+  check_placeable(name_, key, w, [&](const HostWeight& m) { return supports(m.type, 1, MemoryKind::Device); });
 
   Slot slot;
   slot.buffer = memory_.allocate(w.bytes(), what);  // throws when it does not fit; RAII frees on any throw
@@ -110,33 +90,29 @@ void SimBackend::place(FfnKey key, const HostFfn& w) {
   slot.ffn.gate_bias = w.gate_bias;
   slot.ffn.up_bias = w.up_bias;
   slot.ffn.down_bias = w.down_bias;
-  slots_.emplace(slot_id(key), std::move(slot));
+  slots_.emplace(key.id(), std::move(slot));
 }
 
 void SimBackend::evict(FfnKey key) {
-  const auto it = slots_.find(slot_id(key));
+  const auto it = slots_.find(key.id());
   if (it == slots_.end()) return;
   stream_.drain();  // no queued or running group may still read the buffer
   slots_.erase(it);
 }
 
-bool SimBackend::holds(FfnKey key) const { return slots_.count(slot_id(key)) != 0; }
+bool SimBackend::holds(FfnKey key) const { return slots_.count(key.id()) != 0; }
 
 const DeviceFfn& SimBackend::device_ffn(FfnKey key) const {
-  const auto it = slots_.find(slot_id(key));
-  if (it == slots_.end()) fail("{}: does not hold {}", name_, ffn_name(key));
+  const auto it = slots_.find(key.id());
+  if (it == slots_.end()) fail("{}: does not hold {}", name_, to_string(key));
   return it->second.ffn;
 }
 
 uint64_t SimBackend::run(const ExpertGroup& g) {
-  const auto it = slots_.find(slot_id(g.key));
-  if (it == slots_.end()) fail("{}: does not hold {} (place it before running groups on it)", name_, ffn_name(g.key));
+  const auto it = slots_.find(g.key.id());
+  if (it == slots_.end()) fail("{}: does not hold {} (place it before running groups on it)", name_, to_string(g.key));
   const DeviceFfn& ffn = it->second.ffn;
-  if (g.n_tokens < 1 || !g.x || !g.y)
-    fail("{}: {}: group of {} rows with x {} and y {}: needs >= 1 row and both buffers", name_, ffn_name(g.key),
-         g.n_tokens, g.x ? "set" : "null", g.y ? "set" : "null");
-  if (g.n_embd != ffn.gate.n_in)
-    fail("{}: {}: group rows have {} values, the FFN takes {}", name_, ffn_name(g.key), g.n_embd, ffn.gate.n_in);
+  check_group(name_, g, ffn.gate.n_in);
   SimWork work{g, ffn};
   work.group.weights = HostFfn{};  // the stream computes from the device copy only
   return stream_.submit(work);
@@ -168,7 +144,7 @@ void SimBackend::compute(const SimWork& work, uint64_t ticket) {
     token_rows_ += static_cast<uint64_t>(g.n_tokens);
   } catch (const std::exception& e) {
     ffn_.new_input();  // the kept quantisation of x may be half-made: the next group quantises again
-    fail("{}: {}: {}", name_, ffn_name(g.key), e.what());
+    fail("{}: {}: {}", name_, to_string(g.key), e.what());
   }
 }
 

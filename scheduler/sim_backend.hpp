@@ -75,9 +75,6 @@ class SimBackend final : public DeviceBackend {
     SimBuffer buffer;
     DeviceFfn ffn;
   };
-  static uint64_t slot_id(FfnKey k) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(k.layer)) << 32) | static_cast<uint32_t>(k.expert);
-  }
   void compute(const SimWork& work, uint64_t ticket);  // on the stream thread
 
   std::string name_;
