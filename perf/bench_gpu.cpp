@@ -38,6 +38,8 @@ namespace {
 using perf::kShapes;
 using perf::Shape;
 using perf::split;
+using perf::kPatternRows;
+using perf::quantized_pattern;
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
@@ -89,15 +91,7 @@ double h2d_pinned_gbps(gpu::DevicePool& pool, const gpu::Stream& s, uint64_t byt
 /// One W [n_out, n_in] of `type` on the host: Gaussian rows quantised by the CPU reference, 16 rows tiled.
 std::vector<std::byte> host_matrix(GgmlType type, const Shape& sh) {
   const uint64_t rb = ggml_row_bytes(type, static_cast<uint64_t>(sh.n_in));
-  constexpr int64_t kPatternRows = 16;
-  std::vector<float> x(static_cast<size_t>(sh.n_in));
-  std::mt19937 rng(7);
-  std::normal_distribution<float> g(0.0f, 0.02f);
-  std::vector<std::byte> pattern(rb * kPatternRows);
-  for (int64_t r = 0; r < kPatternRows; ++r) {
-    for (auto& v : x) v = g(rng);
-    cpu::quantize_row_ref(type, x.data(), pattern.data() + r * rb, sh.n_in);
-  }
+  const std::vector<std::byte> pattern = quantized_pattern(type, sh.n_in);
   std::vector<std::byte> m(rb * static_cast<uint64_t>(sh.n_out));
   for (int64_t r = 0; r < sh.n_out; ++r) std::memcpy(m.data() + r * rb, pattern.data() + (r % kPatternRows) * rb, rb);
   return m;

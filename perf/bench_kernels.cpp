@@ -37,6 +37,8 @@ namespace {
 using perf::kShapes;
 using perf::Shape;
 using perf::split;
+using perf::kPatternRows;
+using perf::quantized_pattern;
 
 // `n_copies` distinct copies of one W [n_out, n_in] (realistic values: quantised Gaussian rows, tiled).
 struct Matrices {
@@ -52,15 +54,7 @@ Matrices make_matrices(GgmlType type, const Shape& s, size_t total_bytes) {
   m.matrix_bytes = row_bytes * static_cast<size_t>(s.n_out);
   m.n_copies = std::max<int64_t>(2, static_cast<int64_t>((total_bytes + m.matrix_bytes - 1) / m.matrix_bytes));
   m.data = AlignedBuffer(m.matrix_bytes * static_cast<size_t>(m.n_copies), 4096);
-  constexpr int64_t kPatternRows = 16;
-  std::vector<float> x(static_cast<size_t>(s.n_in));
-  std::mt19937 rng(7);
-  std::normal_distribution<float> g(0.0f, 0.02f);
-  std::vector<std::byte> pattern(row_bytes * kPatternRows);
-  for (int64_t r = 0; r < kPatternRows; ++r) {
-    for (auto& v : x) v = g(rng);
-    cpu::quantize_row_ref(type, x.data(), pattern.data() + r * row_bytes, s.n_in);
-  }
+  const std::vector<std::byte> pattern = quantized_pattern(type, s.n_in);
   for (int64_t c = 0; c < m.n_copies; ++c)
     for (int64_t r = 0; r < s.n_out; ++r)
       std::memcpy(m.data.data() + static_cast<size_t>(c) * m.matrix_bytes + static_cast<size_t>(r) * row_bytes,

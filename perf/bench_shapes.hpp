@@ -2,10 +2,15 @@
 // comma-separated option lists.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "common/ggml_type.hpp"
+#include "cpu/dequant.hpp"
 
 namespace moetier::perf {
 
@@ -23,6 +28,22 @@ inline constexpr Shape kShapes[] = {
     {"Qwen3-30B-A3B", "gate/up", 768, 2048}, {"Qwen3-30B-A3B", "down", 2048, 768},
     {"Mixtral-8x7B", "gate/up", 14336, 4096}, {"Mixtral-8x7B", "down", 4096, 14336},
 };
+
+/// Rows of weights the benchmarks tile into their matrices: kPatternRows Gaussian rows (sd 0.02, seed 7) of
+/// n_in values quantised to `type` by the CPU reference, row r at r * ggml_row_bytes(type, n_in).
+inline constexpr int64_t kPatternRows = 16;
+inline std::vector<std::byte> quantized_pattern(GgmlType type, int64_t n_in) {
+  const uint64_t rb = ggml_row_bytes(type, static_cast<uint64_t>(n_in));
+  std::vector<float> x(static_cast<size_t>(n_in));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g(0.0f, 0.02f);
+  std::vector<std::byte> pattern(rb * kPatternRows);
+  for (int64_t r = 0; r < kPatternRows; ++r) {
+    for (auto& v : x) v = g(rng);
+    cpu::quantize_row_ref(type, x.data(), pattern.data() + r * rb, n_in);
+  }
+  return pattern;
+}
 
 /// "a,b,,c" -> {"a", "b", "c"}.
 inline std::vector<std::string> split(const std::string& s) {
