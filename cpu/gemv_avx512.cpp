@@ -19,6 +19,12 @@
 #endif
 #define MOETIER_GEMV_VNNI 1
 #include "cpu/gemv_simd_impl.hpp"
+// GCC 12 flags the _mm512_undefined_* operands inside its own broadcast/insert/extract intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "cpu/gemv_tile_avx512.hpp"
+#pragma GCC diagnostic pop
 #undef MOETIER_GEMV_VNNI
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -30,7 +36,9 @@ namespace moetier::cpu::detail {
 namespace {
 
 #define MOETIER_K(T, fn) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", 1, kMaxKernelTokens, &moetier::cpu::gemv_##fn}
-constexpr GemvKernel kKernels[] = {MOETIER_GEMV_KERNEL_LIST(MOETIER_K)};
+#define MOETIER_TILE(T, fn, min_tokens) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", min_tokens, kMaxKernelTokens, &moetier::cpu::gemv_##fn}
+constexpr GemvKernel kKernels[] = {MOETIER_GEMV_TILE_KERNEL_LIST(MOETIER_TILE), MOETIER_GEMV_KERNEL_LIST(MOETIER_K)};
+#undef MOETIER_TILE
 #undef MOETIER_K
 
 }  // namespace
