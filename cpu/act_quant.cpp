@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/half.hpp"
+#include "cpu/cpu_features.hpp"
 #include "cpu/dequant.hpp"
 
 namespace moetier::cpu {
@@ -87,7 +88,16 @@ void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
     }
     return;
   }
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+  if (cpu_features().avx2)
+    detail::quantize_blocks_q8_K_avx2(x, y, n / kQK_K);
+  else
+    detail::quantize_blocks_q8_K_scalar(x, y, n / kQK_K);
+}
+
+namespace detail {
+
+void quantize_blocks_q8_K_scalar(const float* x, BlockQ8_K* y, int64_t n_blocks) {
+  for (int64_t i = 0; i < n_blocks; ++i, x += kQK_K) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < kQK_K; ++j) {
       if (std::fabs(x[j]) > amax) {
@@ -109,6 +119,8 @@ void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n) {
     y[i].d = 1.0f / iscale;
   }
 }
+
+}  // namespace detail
 
 void round_row_to_f16(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));

@@ -24,6 +24,13 @@ void quantize_row_q8_1(const float* x, BlockQ8_1* y, int64_t n);
 /// bsums[j] = sum q[16j..16j+15]. All-zero block: d = 0, q = 0, bsums = 0. n % 256 == 0 (unchecked).
 void quantize_row_q8_K(const float* x, BlockQ8_K* y, int64_t n);
 
+namespace detail {
+/// quantize_row_q8_K's per-block loop for n_blocks finite blocks: the scalar reference and its AVX2 build
+/// (act_quant_avx2.cpp; needs cpu_features().avx2), bit-identical (tests compare them).
+void quantize_blocks_q8_K_scalar(const float* x, BlockQ8_K* y, int64_t n_blocks);
+void quantize_blocks_q8_K_avx2(const float* x, BlockQ8_K* y, int64_t n_blocks);
+}  // namespace detail
+
 /// y [n] <- x [n] rounded to the nearest fp16 value (ties to even), kept as f32: the F16 weight path's
 /// activation (ggml converts activations to F16 and multiplies in f32). In place allowed.
 void round_row_to_f16(const float* x, float* y, int64_t n);

@@ -46,20 +46,6 @@ inline const BlockQ8_K& act_k(const GemvArgs& a, int t, int64_t sb) {
   return reinterpret_cast<const BlockQ8_K*>(a.act + static_cast<size_t>(t) * a.act_stride)[sb];
 }
 
-// Q4_K/Q5_K 6-bit scales and mins of the 8 sub-blocks, as bytes 0..7 of two u64 (get_scale_min_k4 done
-// on whole words: no byte stores, so no store-forwarding stalls).
-inline void k4_scales_mins(const uint8_t* s12, uint64_t& sc8, uint64_t& mn8) {
-  uint32_t u0, u1, u2;
-  __builtin_memcpy(&u0, s12, 4);
-  __builtin_memcpy(&u1, s12 + 4, 4);
-  __builtin_memcpy(&u2, s12 + 8, 4);
-  const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
-  const uint32_t s47 = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-  sc8 = s03 | (static_cast<uint64_t>(s47) << 32);
-  mn8 = m03 | (static_cast<uint64_t>(m47) << 32);
-}
-
 // Super-block term of Q4_K/Q5_K/Q2_K-style formats, vectorised but in the canonical f32 order:
 // tb = (dy * d) * float(isum) - (dy * dmin) * float(msum). isum4/msum4 hold partial int sums (4 lanes each);
 // dd = [d, dmin, ...] as f32. Returns tb in lane 0.

@@ -56,12 +56,13 @@ std::string_view isa_name(Isa isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
+    case Isa::kAmx: return "amx";
   }
   return "?";
 }
 
 Isa best_isa(const CpuFeatures& f) {
-  if (f.avx512 && f.avx512_vnni && f.avx2) return Isa::kAvx512;
+  if (f.avx512 && f.avx512_vnni && f.avx2) return f.amx_int8 ? Isa::kAmx : Isa::kAvx512;
   if (f.avx2) return Isa::kAvx2;
   return Isa::kScalar;
 }

@@ -20,9 +20,10 @@ enum class Isa : uint8_t {
   kScalar = 0,  // portable C++
   kAvx2 = 1,    // AVX2 + FMA + F16C
   kAvx512 = 2,  // AVX-512 F/BW/VL + VNNI (EVEX-encoded 256-bit code: 32 registers, vpdpbusd)
+  kAmx = 3,     // kAvx512 plus AMX-INT8 tiles for batches (amx_gemm.hpp); the GEMV kernels stay AVX-512
 };
 
-/// "scalar", "avx2", "avx512".
+/// "scalar", "avx2", "avx512", "amx".
 std::string_view isa_name(Isa isa);
 
 /// The best ISA the given features allow (cpu_features() already applies MOETIER_ISA).

@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "cpu/act_quant.hpp"
+#include "cpu/amx_gemm.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/kernel_registry.hpp"
 
@@ -92,6 +93,10 @@ void check_gemm_rows(GgmlType weight_type, int64_t n_in, const ActivationBuffer&
     fail("gemm_rows: row range [{}, {}) is not within [0, {})", row_begin, row_end, n_out);
 }
 
+bool gemm_rows_uses_amx(GgmlType weight_type, int64_t n_tokens) {
+  return n_tokens >= kAmxMinTokens && amx_gemm_supports(weight_type) && best_isa(cpu_features()) >= Isa::kAmx;
+}
+
 void gemm_rows_isa(Isa max_isa, GgmlType weight_type, const void* w, int64_t n_in, const ActivationBuffer& act,
                    float* y, int64_t n_out, int64_t row_begin, int64_t row_end) {
   check_gemm_rows(weight_type, n_in, act, n_out, row_begin, row_end);
@@ -103,6 +108,10 @@ void gemm_rows_isa(Isa max_isa, GgmlType weight_type, const void* w, int64_t n_i
                                   : ggml_mul_mat_f32_order(act.n_tokens(), n_in, n_out);
     ggml_gemm_f32_rows(order, static_cast<const float*>(w), n_in, static_cast<const float*>(act.row(0)),
                        act.row_stride() / sizeof(float), act.n_tokens(), y, n_out, row_begin, row_end);
+    return;
+  }
+  if (max_isa >= Isa::kAmx && gemm_rows_uses_amx(weight_type, act.n_tokens())) {
+    amx_gemm_rows(weight_type, w, n_in, act, y, n_out, row_begin, row_end);
     return;
   }
   GemvArgs a{};
@@ -123,7 +132,7 @@ void gemm_rows_isa(Isa max_isa, GgmlType weight_type, const void* w, int64_t n_i
 
 void gemm_rows(GgmlType weight_type, const void* w, int64_t n_in, const ActivationBuffer& act, float* y,
                int64_t n_out, int64_t row_begin, int64_t row_end) {
-  gemm_rows_isa(Isa::kAvx512, weight_type, w, n_in, act, y, n_out, row_begin, row_end);
+  gemm_rows_isa(Isa::kAmx, weight_type, w, n_in, act, y, n_out, row_begin, row_end);
 }
 
 void matmul(GgmlType weight_type, const void* w, int64_t n_out, int64_t n_in, const float* x, int64_t n_tokens,

@@ -164,6 +164,20 @@ inline void get_scale_min_k4(int j, const uint8_t* s, uint8_t& sc, uint8_t& m) {
   }
 }
 
+/// All 8 scales and mins of a Q4_K / Q5_K block at once (get_scale_min_k4 for j = 0..7 on whole words, no
+/// byte stores): byte j of sc8 / mn8 = sc / m of sub-block j.
+inline void k4_scales_mins(const uint8_t* s12, uint64_t& sc8, uint64_t& mn8) {
+  uint32_t u0, u1, u2;
+  __builtin_memcpy(&u0, s12, 4);
+  __builtin_memcpy(&u1, s12 + 4, 4);
+  __builtin_memcpy(&u2, s12 + 8, 4);
+  const uint32_t s03 = u0 & 0x3f3f3f3fu, m03 = u1 & 0x3f3f3f3fu;
+  const uint32_t s47 = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m47 = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  sc8 = s03 | (static_cast<uint64_t>(s47) << 32);
+  mn8 = m03 | (static_cast<uint64_t>(m47) << 32);
+}
+
 /// The 16 signed 6-bit scales of a Q3_K block, each already minus 32 (range -32..31).
 inline void unpack_q3_k_scales(const uint8_t* s, int8_t out[16]) {
   for (int j = 0; j < 16; ++j) {

@@ -64,7 +64,8 @@ void LinearExec::apply_pair(const HostWeight& w1, const HostWeight* w2, const cp
 }
 
 bool LinearExec::takes_gemm(const HostWeight& w, int64_t n_tokens) const {
-  return gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type);
+  return gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type) &&
+         !cpu::gemm_rows_uses_amx(w.type, n_tokens);
 }
 
 void LinearExec::batch(const HostWeight& w, const float* x, int64_t n_tokens, float* y, cpu::F32Path f32_path) {

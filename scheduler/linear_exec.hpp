@@ -41,7 +41,8 @@ class LinearExec {
   /// Throws moetier::Error (before any work) if act does not fit either weight.
   void apply_pair(const HostWeight& w1, const HostWeight* w2, const cpu::ActivationBuffer& act, float* y1, float* y2);
 
-  /// Whether batch() would send this matrix and batch size to the prefill GEMM.
+  /// Whether batch() would send this matrix and batch size to the prefill GEMM: never where gemm_rows takes
+  /// the batch on AMX-INT8 tiles (cpu::gemm_rows_uses_amx: exact and faster).
   bool takes_gemm(const HostWeight& w, int64_t n_tokens) const;
 
   /// Like operator(), but batches of at least gemm_min_tokens() tokens (and weight types with a dequantiser)

@@ -22,7 +22,8 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
       ->check(in_range(0, 65536, "0: one per allowed physical core"));
   sub.add_option("--gemm-min-batch", o.gemm_min_batch,
                  "Batch (tokens per expert, or per dense FFN) from which prefill dequantises weights and runs a "
-                 "oneDNN f32 GEMM, as llama.cpp's BLAS backend does; 0: never (ggml CPU-backend numerics)")
+                 "oneDNN f32 GEMM, as llama.cpp's BLAS backend does (not for Q4_K / Q5_K on AMX CPUs, whose exact int8 tiles "
+                 "are faster); 0: never (ggml CPU-backend numerics)")
       ->check(in_range(0, kMaxI32, "0: never"));
   sub.add_option("--temp", o.temp, "Temperature (<= 0: greedy)")
       ->check(finite_at_least<float>(-std::numeric_limits<long double>::infinity()));

@@ -1,13 +1,16 @@
 // Activation quantisation (Q8_0 / Q8_1 / Q8_K) as ggml computes it on x86.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "common/half.hpp"
 #include "cpu/act_quant.hpp"
+#include "cpu/cpu_features.hpp"
 #include "format_reader.hpp"
 
 using namespace moetier;
@@ -148,4 +151,34 @@ TEST_CASE("a NaN / inf anywhere in a row gives NaN scales for every block of it 
   CHECK(std::isfinite(bk.d));
   CHECK(b0.qs[0] == 127);
   CHECK(b0.qs[1] == -127);
+}
+
+TEST_CASE("Q8_K activations: the AVX2 block loop equals the scalar one byte for byte" *
+          doctest::skip(!cpu_features().avx2)) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  const int64_t n_blocks = 40;
+  std::vector<float> x(static_cast<size_t>(n_blocks * kQK_K));
+  for (auto& v : x) v = nd(rng);
+  // awkward blocks: all zero, ties of +a / -a (first one wins), one huge value, halves that round to even,
+  // tiny (subnormal) values
+  std::fill(x.begin(), x.begin() + kQK_K, 0.0f);
+  x[kQK_K + 5] = -90.0f;
+  x[kQK_K + 9] = 90.0f;
+  x[2 * kQK_K + 3] = 90.0f;
+  x[2 * kQK_K + 200] = -90.0f;
+  x[3 * kQK_K + 17] = 1e30f;
+  for (int j = 0; j < kQK_K; ++j) x[static_cast<size_t>(4 * kQK_K + j)] = (j % 2 ? -0.5f : 0.5f) * static_cast<float>(j % 7) + 0.5f;
+  for (int j = 0; j < kQK_K; ++j) x[static_cast<size_t>(5 * kQK_K + j)] = 1e-42f * static_cast<float>(j - 128);
+  std::vector<BlockQ8_K> a(static_cast<size_t>(n_blocks)), b(a.size());
+  std::memset(a.data(), 0x11, a.size() * sizeof(BlockQ8_K));
+  std::memset(b.data(), 0x22, b.size() * sizeof(BlockQ8_K));
+  detail::quantize_blocks_q8_K_scalar(x.data(), a.data(), n_blocks);
+  detail::quantize_blocks_q8_K_avx2(x.data(), b.data(), n_blocks);
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    INFO("block ", i);
+    CHECK(std::memcmp(&a[static_cast<size_t>(i)], &b[static_cast<size_t>(i)], sizeof(BlockQ8_K)) == 0);
+  }
+  CHECK(a[1].d > 0.0f);  // max is the first of the tie, -90: iscale = 127 / 90 > 0
+  CHECK(a[2].d < 0.0f);
 }
