@@ -59,6 +59,19 @@ MeanStd mean_std(const std::vector<double>& v) {
   return r;
 }
 
+/// Shares of one decode repetition's wall time: the expert FFNs' compute (routed and shared experts, dense
+/// FFNs: the executor's CPU groups), the attention blocks (projections included), and the rest (router,
+/// norms, LM head, activation quantisation outside the FFNs, threads waiting).
+struct DecodeSplit {
+  double experts = 0, attention = 0, rest = 0;
+};
+
+uint64_t expert_compute_ns(const models::Model& m) {
+  uint64_t ns = 0;
+  for (const auto& l : m.executor().layer_stats()) ns += l.cpu_ns;
+  return ns;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -139,6 +152,7 @@ void bench(const BenchArgs& a) {
   // The read ceiling moves with other tenants of the machine: it is measured right after each counted
   // decode repetition, and each repetition gets its own roofline ratio.
   std::vector<double> rep_bw, rep_ratio;
+  std::vector<DecodeSplit> rep_split;
   for (int r = 0; r < a.reps + 1; ++r) {  // the first repetition warms up and is not counted
     if (a.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(a.n_prompt));
@@ -151,13 +165,20 @@ void bench(const BenchArgs& a) {
     if (a.n_gen > 0) {
       auto cache = new_cache();
       int32_t t = tok(rng);
+      const uint64_t attn0 = model->phase_times().attention_ns, exp0 = expert_compute_ns(*model);
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < a.n_gen; ++i) {
         model->forward(std::span<const int32_t>(&t, 1), cache, logits);
         t = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       if (r > 0) {
-        tg.push_back(a.n_gen / seconds_since(t0));
+        const double s = seconds_since(t0);
+        tg.push_back(a.n_gen / s);
+        DecodeSplit d;
+        d.experts = static_cast<double>(expert_compute_ns(*model) - exp0) * 1e-9 / s;
+        d.attention = static_cast<double>(model->phase_times().attention_ns - attn0) * 1e-9 / s;
+        d.rest = 1.0 - d.experts - d.attention;
+        rep_split.push_back(d);
         if (!a.no_roofline) {
           rep_bw.push_back(sched::measure_read_bandwidth_gbps(pool, a.bw_mib << 20, 3));
           rep_ratio.push_back(tg.back() / (rep_bw.back() * 1e9 / static_cast<double>(decode_bytes)));
@@ -190,6 +211,8 @@ void bench(const BenchArgs& a) {
 
   const std::string name = fmt::format("{} {}", hp.arch_str, g.metadata().get_string("general.name").value_or(""));
   if (a.json) {
+    nlohmann::json split_json = nlohmann::json::array();
+    for (const auto& d : rep_split) split_json.push_back({{"experts", d.experts}, {"attention", d.attention}, {"rest", d.rest}});
     nlohmann::json j;
     j["schema"] = "moetier.bench/1";
     j["model"] = a.model;
@@ -207,7 +230,7 @@ void bench(const BenchArgs& a) {
                             {"samples", tg}, {"decode_bytes_per_token", decode_bytes}, {"read_bandwidth_gbps", bw_gbps},
                             {"roofline_tokens_per_s", roofline_tps}, {"ratio_to_roofline", ratio.mean},
                             {"ratio_to_roofline_std", ratio.std}, {"ratio_to_roofline_per_rep", rep_ratio},
-                            {"read_bandwidth_gbps_per_rep", rep_bw}});
+                            {"read_bandwidth_gbps_per_rep", rep_bw}, {"decode_time_split_per_rep", split_json}});
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
@@ -222,6 +245,13 @@ void bench(const BenchArgs& a) {
   };
   if (a.n_prompt > 0) row(fmt::format("pp{}", a.n_prompt), pps);
   if (a.n_gen > 0) row(fmt::format("tg{}", a.n_gen), tgs);
+  if (!rep_split.empty()) {
+    std::printf("\ndecode time per repetition: expert FFNs (routed + shared) | attention blocks | rest (router, norms, "
+                "LM head, waits)\n");
+    for (size_t i = 0; i < rep_split.size(); ++i)
+      std::printf("  rep %zu: %4.1f%% | %4.1f%% | %4.1f%%\n", i + 1, 100 * rep_split[i].experts,
+                  100 * rep_split[i].attention, 100 * rep_split[i].rest);
+  }
   if (!a.no_roofline) {
     std::printf("\nread bandwidth (same run, %d threads%s): %.1f GB/s\n", pool.size(),
                 rep_bw.empty() ? "" : ", mean of the reads after each decode repetition", bw_gbps);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -204,6 +205,13 @@ FfnWeights Model::resident_expert(int32_t layer, int32_t expert) const {
   return f;
 }
 
+namespace {
+using Clock = std::chrono::steady_clock;
+uint64_t elapsed_ns(Clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+}
+}  // namespace
+
 void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                     const ForwardOptions& opt) {
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -244,7 +252,9 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     const LayerFfn& L = layers_[il];
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.attn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
+    auto t0 = Clock::now();
     attention(il, cur_.data(), rows, cache, attn_out_.data());
+    phase_times_.attention_ns += elapsed_ns(t0);
     if (il == hp_.n_layer - 1 && !opt.all_logits && rows > 1) {
       // Only the last token's logits are needed: keep its row (llama.cpp does the same).
       std::copy_n(attn_out_.data() + (rows - 1) * n_embd, n_embd, attn_out_.data());
@@ -254,6 +264,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += attn_out_[i];  // ffn_inp
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.ffn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
+    t0 = Clock::now();
     if (L.moe) {
       RoutingRecord* rec = opt.routing ? &(*opt.routing)[il] : nullptr;
       ffn_.moe(L.moe_w, il, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
@@ -264,6 +275,7 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     } else {
       ffn_.dense(il, L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
     }
+    phase_times_.ffn_ns += elapsed_ns(t0);
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
     if constexpr (kCheckEachLayer) check_finite(x_.data(), rows, n_embd, "hidden state", il);
   }
@@ -272,7 +284,9 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
   for (int64_t t = 0; t < rows; ++t)
     cpu::rms_norm(x_.data() + t * n_embd, output_norm_, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
   logits.resize(static_cast<size_t>(rows * hp_.n_vocab));
+  const auto t_out = Clock::now();
   lin_(output_, cur_.data(), rows, logits.data());
+  phase_times_.output_ns += elapsed_ns(t_out);
   check_finite(logits.data(), rows, hp_.n_vocab, "logits", -1);
 }
 

@@ -65,6 +65,16 @@ class Model {
   /// Matrix products computed by the prefill GEMM so far (profiling and tests).
   uint64_t prefill_gemm_matmuls() const { return lin_.gemm_matmuls(); }
 
+  /// Wall time forward() has spent in each phase since the model was made (steady clock, ns; the calling
+  /// thread's view, workers included): attention blocks (Q/K/V/output projections, RoPE, KV cache,
+  /// attention itself), FFN blocks (router, routed experts, shared or dense FFN, prediction) and the LM
+  /// head; the rest of a step is norms, residual adds and the embedding lookup. The routed and shared
+  /// experts' compute alone is executor().layer_stats()' cpu_ns. For `bench`'s decode breakdown.
+  struct PhaseTimes {
+    uint64_t attention_ns = 0, ffn_ns = 0, output_ns = 0;
+  };
+  const PhaseTimes& phase_times() const { return phase_times_; }
+
   /// The MoE executor: where routed experts' bytes come from (the resident source is installed at
   /// load; the tiered store installs a streaming source), the device backend, statistics.
   sched::MoeExecutor& executor() { return executor_; }
@@ -120,6 +130,7 @@ class Model {
   std::vector<LayerFfn> layers_;
   std::unique_ptr<sched::ExpertSource> resident_;
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
+  PhaseTimes phase_times_;
   std::vector<std::vector<float>> attn_scratch_;  // one score row per pool worker
 };
 
