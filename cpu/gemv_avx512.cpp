@@ -36,7 +36,7 @@ namespace moetier::cpu::detail {
 namespace {
 
 #define MOETIER_K(T, fn) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", 1, kMaxKernelTokens, &moetier::cpu::gemv_##fn}
-#define MOETIER_TILE(T, fn, min_tokens) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", min_tokens, kMaxKernelTokens, &moetier::cpu::gemv_##fn}
+#define MOETIER_TILE(T, fn, min_tokens, max_tokens) GemvKernel{GgmlType::T, Isa::kAvx512, "" #fn ".avx512", min_tokens, max_tokens, &moetier::cpu::gemv_##fn}
 constexpr GemvKernel kKernels[] = {MOETIER_GEMV_TILE_KERNEL_LIST(MOETIER_TILE), MOETIER_GEMV_KERNEL_LIST(MOETIER_K)};
 #undef MOETIER_TILE
 #undef MOETIER_K

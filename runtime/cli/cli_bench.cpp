@@ -3,14 +3,12 @@
 // same run: decode tokens/s against (read bandwidth ÷ weight bytes one decode token reads), and prompt
 // processing FLOP/s against oneDNN's GEMM peak on this machine (bf16 or f32, whichever is faster here).
 #include <CLI/CLI.hpp>
-#include <unistd.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <random>
@@ -22,6 +20,7 @@
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
 #include "runtime/cli/option_checks.hpp"
+#include "runtime/cli/weights_memory.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/models/size_breakdown.hpp"
@@ -39,6 +38,7 @@ struct BenchArgs {
   int threads = 0;
   bool json = false;
   bool no_roofline = false;
+  bool no_mmap = false;
   int64_t gemm_min_batch = 32;
   uint64_t bw_mib = 1024;
 };
@@ -108,18 +108,6 @@ double onednn_peak_gflops(std::string& label) {
   return std::max(best_of[0], best_of[1]);
 }
 
-/// Bytes of memory available now (MemAvailable in /proc/meminfo; physical memory when it cannot be read).
-uint64_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : UINT64_MAX;
-}
-
 void bench(const BenchArgs& a) {
   if (a.n_prompt == 0 && a.n_gen == 0) fail("bench: -p 0 and -n 0 leave nothing to measure");
   if (!a.no_roofline) {  // the bandwidth buffer is allocated after the model: check it before opening it
@@ -133,6 +121,7 @@ void bench(const BenchArgs& a) {
   po.n_threads = a.threads;
   sched::ThreadPool& pool = sched::configure_global_pool(po);
   auto g = gguf::GgufModel::open(a.model);
+  if (a.no_mmap) copy_weights_to_memory(g);
   auto model = models::load_model(g);
   model->set_gemm_min_tokens(a.gemm_min_batch);
   const auto& hp = model->hparams();
@@ -220,6 +209,8 @@ void bench(const BenchArgs& a) {
     j["size_bytes"] = g.total_tensor_bytes();
     j["n_params"] = n_params;
     j["threads"] = pool.size();
+    j["weights_memory"] = g.copied() ? "anonymous" : "mmap";
+    j["weights_huge_page_bytes"] = g.copied() ? anon_huge_page_bytes() : 0;
     j["tests"] = nlohmann::json::array();
     if (a.n_prompt > 0)
       j["tests"].push_back({{"test", fmt::format("pp{}", a.n_prompt)}, {"tokens_per_s", pps.mean}, {"std", pps.std},
@@ -245,6 +236,7 @@ void bench(const BenchArgs& a) {
   };
   if (a.n_prompt > 0) row(fmt::format("pp{}", a.n_prompt), pps);
   if (a.n_gen > 0) row(fmt::format("tg{}", a.n_gen), tgs);
+  std::printf("\n%s\n", weights_memory_line(g).c_str());
   if (!rep_split.empty()) {
     std::printf("\ndecode time per repetition: expert FFNs (routed + shared) | attention blocks | rest (router, norms, "
                 "LM head, waits)\n");
@@ -286,6 +278,9 @@ void register_bench(CLI::App& app) {
   sub->add_option("--bw-mib", a->bw_mib, "Buffer of the read-bandwidth measurement, MiB (>> last-level cache)")
       ->check(in_range(1, kMaxBwMib));
   sub->add_flag("--no-roofline", a->no_roofline, "Skip the bandwidth and peak measurements");
+  sub->add_flag("--no-mmap", a->no_mmap,
+                "Copy the weights into memory on 2 MiB pages instead of mapping the file (as llama.cpp's --no-mmap; "
+                "the file's page cache is dropped behind the copy)");
   sub->callback([a] { bench(*a); });
 }
 

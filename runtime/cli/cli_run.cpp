@@ -21,6 +21,7 @@
 #include "runtime/cli/context_size.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/run_options.hpp"
+#include "runtime/cli/weights_memory.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/session/session.hpp"
@@ -100,7 +101,11 @@ void run(const RunOptions& o) {
   sched::configure_global_pool(po);
 
   const uint64_t rss_before_model = tiered::current_rss_bytes();
+  if (o.no_mmap && o.tiers.any())
+    fail("--no-mmap copies the whole model into memory; it cannot be combined with --ram-budget, --plan, "
+         "--experts-on-nvme or the device options, which keep part of it elsewhere");
   auto g = gguf::GgufModel::open(o.model);
+  if (o.no_mmap) copy_weights_to_memory(g);
   auto model = models::load_model(g);
   model->set_gemm_min_tokens(o.gemm_min_batch);
   const auto tok = tokenizer::Tokenizer::from_gguf(g);

@@ -20,6 +20,9 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
       ->check(in_range(0, kMaxI32, "0: min(4096, training context)"));
   sub.add_option("-t,--threads", o.threads, "Worker threads (0: one per allowed physical core)")
       ->check(in_range(0, 65536, "0: one per allowed physical core"));
+  sub.add_flag("--no-mmap", o.no_mmap,
+               "Copy the weights into memory on 2 MiB pages instead of mapping the file (as llama.cpp's --no-mmap; "
+               "faster decode, the file's page cache is dropped behind the copy); not with the tier options");
   sub.add_option("--gemm-min-batch", o.gemm_min_batch,
                  "Batch (tokens per expert, or per dense FFN) from which prefill dequantises weights and runs a "
                  "oneDNN f32 GEMM, as llama.cpp's BLAS backend does (not for Q4_K / Q5_K on AMX CPUs, whose exact int8 tiles "

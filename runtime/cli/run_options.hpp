@@ -33,6 +33,7 @@ struct RunOptions {
   std::string dump_logits;
   std::string record_routing;  // --record-routing FILE (JSONL)
   int64_t gemm_min_batch = 32;  // --gemm-min-batch (0: never; see sched::LinearExec::batch)
+  bool no_mmap = false;         // --no-mmap: weights copied onto 2 MiB pages (weights_memory.hpp)
   TierOptions tiers;
 };
 

@@ -16,6 +16,10 @@ std::string split_part_path(const std::string& first_path, int no, int count) {
   return fmt::format("{}-{:05d}-of-{:05d}.gguf", m[1].str(), no, count);
 }
 
+void GgufModel::copy_to_huge_pages() {
+  for (auto& m : maps_) m->copy_to_huge_pages();
+}
+
 GgufModel GgufModel::open(const std::string& path) {
   GgufModel model;
   auto first_map = std::make_shared<MappedFile>(path);

@@ -47,7 +47,13 @@ class GgufModel {
   /// Sum of all tensor bytes.
   uint64_t total_tensor_bytes() const;
 
-  /// Tensor bytes through the read-only mmap of their file.
+  /// Copies every file of the model into anonymous memory on 2 MiB pages (MappedFile::copy_to_huge_pages;
+  /// `--no-mmap`). Call before taking tensor views (before load_model). Throws as that function.
+  void copy_to_huge_pages();
+  /// Whether the weights are an anonymous copy (true after copy_to_huge_pages) rather than the file mapping.
+  bool copied() const { return !maps_.empty() && maps_.front()->copied(); }
+
+  /// Tensor bytes through the read-only mmap of their file (or its anonymous copy).
   std::span<const std::byte> data(const TensorInfo& t) const;
   /// The byte range of a tensor, or of `length` bytes at `offset_in_tensor` inside it (an expert's
   /// slice of a stacked [n_expert, ...] tensor). Throws Error if the sub-range leaves the tensor.

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -41,21 +43,67 @@ MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
   ::close(fd);
 }
 
-MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+void MappedFile::release() {
+  if (anon_base_)
+    ::munmap(anon_base_, anon_len_);
+  else if (data_)
+    ::munmap(const_cast<std::byte*>(data_), size_);
+  data_ = nullptr;
+  anon_base_ = nullptr;
 }
 
+MappedFile::~MappedFile() { release(); }
+
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path_(std::move(o.path_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    : path_(std::move(o.path_)),
+      data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      anon_base_(std::exchange(o.anon_base_, nullptr)),
+      anon_len_(std::exchange(o.anon_len_, 0)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+    release();
     path_ = std::move(o.path_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    anon_base_ = std::exchange(o.anon_base_, nullptr);
+    anon_len_ = std::exchange(o.anon_len_, 0);
   }
   return *this;
+}
+
+void MappedFile::copy_to_huge_pages() {
+  if (anon_base_ || size_ == 0) return;
+  constexpr size_t kHuge = size_t{2} << 20, kChunk = size_t{64} << 20;
+  const size_t len = (size_ + 2 * kHuge - 1) / kHuge * kHuge;  // room to start on a 2 MiB boundary
+  void* base = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) fail("{}: cannot allocate {} bytes to copy the file into: {}", path_, len, std::strerror(errno));
+  auto* dst = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
+  ::madvise(dst, size_, MADV_HUGEPAGE);  // advice only: 4 KiB pages where the kernel has no huge page
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    ::munmap(base, len);
+    fail("{}: cannot open: {}", path_, std::strerror(err));
+  }
+  for (size_t off = 0; off < size_;) {
+    const ssize_t n = ::pread(fd, dst + off, std::min(kChunk, size_ - off), static_cast<off_t>(off));
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      ::munmap(base, len);
+      fail("{}: reading the weights at offset {}: {}", path_, off, n == 0 ? "file shorter than when opened" : std::strerror(err));
+    }
+    ::posix_fadvise(fd, static_cast<off_t>(off), n, POSIX_FADV_DONTNEED);
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  ::munmap(const_cast<std::byte*>(data_), size_);
+  ::mprotect(dst, size_, PROT_READ);  // weights are read-only, as when mapped
+  data_ = dst;
+  anon_base_ = base;
+  anon_len_ = len;
 }
 
 }  // namespace moetier::gguf

@@ -196,6 +196,49 @@ TEST_CASE("bench --json: tokens/s per test, and a roofline ratio per decode repe
   CHECK(jp["tests"][0]["tokens_per_s"].get<double>() > 0);
 }
 
+TEST_CASE("bench --json: decode time split per repetition; where the weights live (--no-mmap)") {
+  TempDir dir;
+  for (const bool no_mmap : {false, true}) {
+    CAPTURE(no_mmap);
+    std::vector<std::string> args = {"bench", "-m", tiny().path, "-p", "0", "-n", "4", "-r", "2", "-t", "1",
+                                     "--no-roofline", "--json"};
+    if (no_mmap) args.push_back("--no-mmap");
+    const RunResult r = run_cli(dir, args);
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    const Json j = Json::parse(r.out);
+    CHECK(j["weights_memory"] == (no_mmap ? "anonymous" : "mmap"));
+    const Json& split = j["tests"][0]["decode_time_split_per_rep"];
+    REQUIRE(split.size() == 2);
+    for (const Json& s : split) {
+      const double e = s["experts"], a = s["attention"], rest = s["rest"];
+      CHECK(e > 0.0);  // the tiny model's experts and attention do run in every decode step
+      CHECK(a > 0.0);
+      CHECK(e + a <= 1.0);
+      CHECK(e + a + rest == doctest::Approx(1.0));
+    }
+  }
+}
+
+TEST_CASE("run --no-mmap: the same tokens and logits as the mapped file; refused with the tier options") {
+  TempDir dir;
+  std::vector<std::string> dumps;
+  std::vector<Json> gens;
+  for (const bool no_mmap : {false, true}) {
+    const std::string dump = dir.file("logits-" + std::to_string(dumps.size()) + ".f32");
+    std::vector<std::string> args = {"run", "-m", tiny().path, "-p", kPrompt, "-n", "6", "--temp", "0", "--json",
+                                     "--dump-logits", dump};
+    if (no_mmap) args.push_back("--no-mmap");
+    gens.push_back(run_json(dir, args)["generated_tokens"]);
+    dumps.push_back(slurp(dump));
+  }
+  REQUIRE(dumps[0].size() == 512 * sizeof(float));
+  CHECK(dumps[1] == dumps[0]);
+  CHECK(gens[1] == gens[0]);
+  const RunResult r = run_cli(dir, {"run", "-m", tiny().path, "-p", kPrompt, "-n", "2", "--no-mmap", "--ram-budget", "1GiB"});
+  check_one_line_error(r, {"--no-mmap", "--ram-budget"});
+}
+
 TEST_CASE("run: a prompt longer than the context is one error line and exit 1") {
   TempDir dir;
   const RunResult r = run_cli(dir, {"run", "-m", tiny().path, "-p", kPrompt, "-c", "4", "-n", "4", "--temp", "0"});
