@@ -151,6 +151,11 @@ float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n)
   return detail::ggml_dot_f32_scalar(order, a, b, n);
 }
 
+void ggml_dot_f32_keys(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out) {
+  if (cpu_features().avx512) return detail::dot_f32_keys_avx512(q, k, k_stride, n_keys, d, out);
+  for (int64_t j = 0; j < n_keys; ++j) out[j] = ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q, d);
+}
+
 void ggml_weighted_sum(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,
                        float* out) {
   const CpuFeatures& f = cpu_features();

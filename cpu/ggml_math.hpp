@@ -61,6 +61,11 @@ F32DotOrder ggml_mul_mat_f32_order(int64_t n_tokens, int64_t n_in, int64_t n_out
 /// a case ggml never runs). SIMD when the CPU has it (same bits).
 float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n);
 
+/// Attention scores: out[j] = ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q, d) for j < n_keys, the
+/// same bits as calling it per key. k: n_keys rows of d at stride k_stride, q: [d] (read); out: [n_keys]
+/// (written). On AVX-512 with d % 64 == 0, 16 keys at a time with their lane trees reduced together.
+void ggml_dot_f32_keys(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out);
+
 /// Attention's value sum over llama.cpp's 256-padded KV row: out[i] = sum_{j<n} p[j] * v[j * v_stride + i]
 /// for i < d_v, each in `order` as ggml_dot_f32 over the zero-padded row (for kVecDot every product goes
 /// to the fma accumulators, none to the unfused tail). p: [n], v: rows at stride v_stride (read);

@@ -20,6 +20,9 @@ void swiglu16_avx512(const float* g, const float* u, float* h, int64_t n16);
 float dot_f32_avx2(F32DotOrder order, const float* a, const float* b, int64_t n);
 float dot_f32_avx512(F32DotOrder order, const float* a, const float* b, int64_t n);
 
+/// ggml_dot_f32_keys.
+void dot_f32_keys_avx512(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out);
+
 /// ggml_weighted_sum.
 void weighted_sum_avx2(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,
                        float* out);

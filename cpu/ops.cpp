@@ -104,9 +104,9 @@ void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* sc
       const float* q = a.q + (t * a.n_head + h) * a.d_k;
       float mx = kNegInf;
       for (int64_t j = 0; j < j0; ++j) scratch[j] = kNegInf;
+      ggml_dot_f32_keys(q, a.k + j0 * a.k_stride + g * a.d_k, a.k_stride, pos + 1 - j0, a.d_k, scratch + j0);
       for (int64_t j = j0; j <= pos; ++j) {
-        const float* k = a.k + j * a.k_stride + g * a.d_k;
-        scratch[j] = ggml_dot_f32(F32DotOrder::kVecDot, k, q, a.d_k) * a.scale;
+        scratch[j] = scratch[j] * a.scale;
         mx = std::max(mx, scratch[j]);
       }
       if (a.sinks) mx = std::max(mx, a.sinks[h]);

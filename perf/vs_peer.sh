@@ -4,7 +4,7 @@
 # moetier/peer per round and for the medians, and moetier's decode roofline ratio. See perf/README.md.
 #
 #   perf/vs_peer.sh MODEL --peer-bench PATH/llama-bench [-t N] [-p 512] [-n 64] [-r 1] [--rounds 2]
-#                   [--build build]
+#                   [--build build] [--moetier-args "--no-mmap"] [--peer-args "-rtr 1"]
 #
 # Each round runs `moetier bench -m MODEL -p P -n N -r R -t T --json` and
 # `llama-bench -m MODEL -p P -n N -r R -t T -o json`; moetier goes first in odd rounds, the peer in even
@@ -22,13 +22,17 @@ prompt=512
 gen=64
 reps=1
 rounds=2
+moetier_args=""
+peer_args=""
 count() {  # count OPTION VALUE: VALUE if it is a whole number, else fail
   [[ $2 =~ ^[0-9]+$ ]] || die "$1 '$2': expected a whole number"
   echo "$2"
 }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --peer-bench|--build|-t|-p|-n|-r|--rounds) [[ $# -ge 2 ]] || die "$1 needs a value" ;;&
+    --peer-bench|--build|-t|-p|-n|-r|--rounds|--moetier-args|--peer-args) [[ $# -ge 2 ]] || die "$1 needs a value" ;;&
+    --moetier-args) moetier_args=$2; shift 2 ;;
+    --peer-args) peer_args=$2; shift 2 ;;
     --peer-bench) peer=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     -t) threads=$(count "$1" "$2"); shift 2 ;;
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     -n) gen=$(count "$1" "$2"); shift 2 ;;
     -r) reps=$(count "$1" "$2"); shift 2 ;;
     --rounds) rounds=$(count "$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) [[ -z $model ]] || die "a second MODEL '$1' (one model per run)"; model=$1; shift ;;
   esac
@@ -56,9 +60,11 @@ trap 'rm -rf "$work"' EXIT
 run_engine() {  # run_engine moetier|peer ROUND: JSON on $work/ROUND.ENGINE.json, stderr on .err
   local out=$work/$2.$1 cmd
   if [[ $1 == moetier ]]; then
-    cmd=("$moetier" bench -m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" --json)
+    # shellcheck disable=SC2206  # extra options are split into words on purpose
+    cmd=("$moetier" bench -m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" --json $moetier_args)
   else
-    cmd=("$peer" -m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" -o json)
+    # shellcheck disable=SC2206
+    cmd=("$peer" -m "$model" -p "$prompt" -n "$gen" -r "$reps" -t "$threads" -o json $peer_args)
   fi
   echo "== round $2: ${cmd[*]}" >&2
   if ! "${cmd[@]}" >"$out.json" 2>"$out.err"; then
@@ -72,12 +78,13 @@ for ((r = 1; r <= rounds; ++r)); do
   else run_engine peer "$r"; run_engine moetier "$r"; fi
 done
 
-python3 - "$work" "$rounds" "$prompt" "$gen" "$model" "$threads" "$reps" <<'EOF'
+python3 - "$work" "$rounds" "$prompt" "$gen" "$model" "$threads" "$reps" "$moetier_args" "$peer_args" <<'EOF'
 import json, statistics, sys
-work, rounds, P, N, model, threads, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:]
+work, rounds, P, N, model, threads, reps, margs, pargs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:]
 
 def moetier(r):  # -> (pp, tg, decode roofline ratio)
     j = json.load(open(f"{work}/{r}.moetier.json"))
+    if r == 1: print(f"moetier weights: {j.get('weights_memory', '?')}")
     t = {x["test"]: x for x in j["tests"]}
     tg = t.get(f"tg{N}", {})
     return t.get(f"pp{P}", {}).get("tokens_per_s"), tg.get("tokens_per_s"), tg.get("ratio_to_roofline")
@@ -97,6 +104,7 @@ med = lambda vs: None if any(v is None for v in vs) else statistics.median(vs)
 
 print(f"model {model}  threads {threads}  -p {P} -n {N} -r {reps}  rounds {rounds}")
 print(f"peer: {peer_info}")
+print(f"moetier options: {margs or '(defaults)'}; peer options: {pargs or '(defaults)'}")
 print(f"| round | engine | pp{P} t/s | tg{N} t/s | decode / roofline |")
 print("|---|---|---|---|---|")
 for label, (mpp, mtg, roof), (ppp, ptg) in rows + [

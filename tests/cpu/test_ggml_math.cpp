@@ -167,7 +167,7 @@ TEST_CASE("ggml_dot_f32 / ggml_weighted_sum: the dispatched path (AVX-512 or AVX
       CAPTURE(n);
       const auto a = randn(static_cast<size_t>(n), 21), b = randn(static_cast<size_t>(n), 22);
       CHECK(same_bits(ggml_dot_f32(order, a.data(), b.data(), n), detail::ggml_dot_f32_scalar(order, a.data(), b.data(), n)));
-      for (int64_t d_v : {1, 16, 20, 64}) {
+      for (int64_t d_v : {1, 16, 20, 64, 130}) {
         const int64_t stride = d_v + 3;
         const auto v = randn(static_cast<size_t>(n * stride), 23);
         std::vector<float> o1(static_cast<size_t>(d_v)), o2(o1.size());
@@ -181,6 +181,24 @@ TEST_CASE("ggml_dot_f32 / ggml_weighted_sum: the dispatched path (AVX-512 or AVX
           CHECK(same_bits(o1[0], detail::ggml_dot_f32_scalar(order, a.data(), col.data(), n)));
         }
       }
+    }
+  }
+}
+
+TEST_CASE("ggml_dot_f32_keys (attention scores, 16 keys at a time) = ggml_dot_f32 per key, portable path") {
+  for (int64_t d : {64, 128, 192, 80, 16}) {  // 80, 16: not multiples of 64 (per-key path)
+    for (int64_t n_keys : {1, 15, 16, 17, 48, 100}) {
+      CAPTURE(d);
+      CAPTURE(n_keys);
+      const int64_t stride = d + 8;
+      const auto q = randn(static_cast<size_t>(d), 31), k = randn(static_cast<size_t>(n_keys * stride), 32);
+      std::vector<float> out(static_cast<size_t>(n_keys) + 1, 7.0f);
+      ggml_dot_f32_keys(q.data(), k.data(), stride, n_keys, d, out.data());
+      int wrong = 0;
+      for (int64_t j = 0; j < n_keys; ++j)
+        wrong += !same_bits(out[j], detail::ggml_dot_f32_scalar(F32DotOrder::kVecDot, k.data() + j * stride, q.data(), d));
+      CHECK(wrong == 0);
+      CHECK(out[static_cast<size_t>(n_keys)] == 7.0f);  // nothing written past n_keys
     }
   }
 }

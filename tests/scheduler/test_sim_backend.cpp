@@ -300,13 +300,14 @@ TEST_CASE("sim backend: an error raised on the stream thread comes back from wai
 }
 
 TEST_CASE("sim backend: groups run on the stream thread while the caller does other work") {
-  // Two prefill-sized groups (tens of ms on the stream's one thread); meanwhile the caller computes its own
-  // FFN in chunks until both are done, recording when each chunk ran.
-  const TestFfn f(GgmlType::Q4_K, 1024, 2048, 11);
+  // Two prefill-sized groups (tens of ms on the stream's one thread: Q8_0, which has no AMX path that would
+  // finish them before run() returns); meanwhile the caller computes its own FFN in chunks until both are
+  // done, recording when each chunk ran.
+  const TestFfn f(GgmlType::Q8_0, 1024, 2048, 11);
   SimBackend sim(sim_spec(2 * f.view.bytes()));
   sim.place(FfnKey{0, 0}, f.view);
   sim.place(FfnKey{0, 1}, f.view);
-  const int64_t m = 48;
+  const int64_t m = 160;
   const std::vector<float> x = random_rows(m, 1024, 12);
   std::vector<float> y0(static_cast<size_t>(m * 1024)), y1(y0.size()), mine(y0.size());
   using Clock = std::chrono::steady_clock;
