@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/half.hpp"
+#include "cpu/cpu_features.hpp"
 #include "cpu/quant_blocks.hpp"
 
 namespace moetier::cpu {
@@ -23,6 +24,10 @@ const Block* blocks(const void* p) {
 
 float e8m0_half(uint8_t e) { return std::bit_cast<float>(e8m0_to_f32_half_bits(e)); }
 
+}  // namespace
+
+namespace detail {
+
 void dequant_q4_0(const BlockQ4_0* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK4_0) {
     const float d = fp16_to_f32(x[i].d);
@@ -32,6 +37,10 @@ void dequant_q4_0(const BlockQ4_0* x, float* y, int64_t nb) {
     }
   }
 }
+
+}  // namespace detail
+
+namespace {
 
 void dequant_q4_1(const BlockQ4_1* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK4_1) {
@@ -50,6 +59,10 @@ uint32_t load_u32(const uint8_t* p) {
   return v;
 }
 
+}  // namespace
+
+namespace detail {
+
 void dequant_q5_0(const BlockQ5_0* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK5_0) {
     const float d = fp16_to_f32(x[i].d);
@@ -62,6 +75,10 @@ void dequant_q5_0(const BlockQ5_0* x, float* y, int64_t nb) {
     }
   }
 }
+
+}  // namespace detail
+
+namespace {
 
 void dequant_q5_1(const BlockQ5_1* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK5_1) {
@@ -77,12 +94,20 @@ void dequant_q5_1(const BlockQ5_1* x, float* y, int64_t nb) {
   }
 }
 
+}  // namespace
+
+namespace detail {
+
 void dequant_q8_0(const BlockQ8_0* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK8_0) {
     const float d = fp16_to_f32(x[i].d);
     for (int j = 0; j < kQK8_0; ++j) y[j] = static_cast<float>(x[i].qs[j]) * d;
   }
 }
+
+}  // namespace detail
+
+namespace {
 
 void dequant_mxfp4(const BlockMxfp4* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQKMxfp4) {
@@ -347,11 +372,17 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
-    case GgmlType::Q4_0: dequant_q4_0(blocks<BlockQ4_0>(src), dst, nb); return;
+    case GgmlType::Q4_0:
+      (cpu_features().avx2 ? detail::dequant_q4_0_avx2 : detail::dequant_q4_0)(blocks<BlockQ4_0>(src), dst, nb);
+      return;
     case GgmlType::Q4_1: dequant_q4_1(blocks<BlockQ4_1>(src), dst, nb); return;
-    case GgmlType::Q5_0: dequant_q5_0(blocks<BlockQ5_0>(src), dst, nb); return;
+    case GgmlType::Q5_0:
+      (cpu_features().avx2 ? detail::dequant_q5_0_avx2 : detail::dequant_q5_0)(blocks<BlockQ5_0>(src), dst, nb);
+      return;
     case GgmlType::Q5_1: dequant_q5_1(blocks<BlockQ5_1>(src), dst, nb); return;
-    case GgmlType::Q8_0: dequant_q8_0(blocks<BlockQ8_0>(src), dst, nb); return;
+    case GgmlType::Q8_0:
+      (cpu_features().avx2 ? detail::dequant_q8_0_avx2 : detail::dequant_q8_0)(blocks<BlockQ8_0>(src), dst, nb);
+      return;
     case GgmlType::MXFP4: dequant_mxfp4(blocks<BlockMxfp4>(src), dst, nb); return;
     case GgmlType::Q2_K: dequant_q2_k(blocks<BlockQ2_K>(src), dst, nb); return;
     case GgmlType::Q3_K: dequant_q3_k(blocks<BlockQ3_K>(src), dst, nb); return;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/ggml_type.hpp"
+#include "cpu/quant_blocks.hpp"
 
 namespace moetier::cpu {
 
@@ -37,6 +38,14 @@ void quantize_row_q5_k_ref(const float* x, void* y, int64_t n);
 void quantize_row_q6_k_ref(const float* x, void* y, int64_t n);
 /// ggml's nearest_int: round to nearest, ties to even, for |v| <= 4194303.
 int nearest_int(float v);
+/// AVX2 builds of dequantize_row's loops for nb blocks (dequant_avx2.cpp; need cpu_features().avx2) and the
+/// portable ones they must equal bit for bit (tests compare them).
+void dequant_q8_0_avx2(const BlockQ8_0* x, float* y, int64_t nb);
+void dequant_q4_0_avx2(const BlockQ4_0* x, float* y, int64_t nb);
+void dequant_q5_0_avx2(const BlockQ5_0* x, float* y, int64_t nb);
+void dequant_q8_0(const BlockQ8_0* x, float* y, int64_t nb);
+void dequant_q4_0(const BlockQ4_0* x, float* y, int64_t nb);
+void dequant_q5_0(const BlockQ5_0* x, float* y, int64_t nb);
 }  // namespace detail
 
 }  // namespace moetier::cpu

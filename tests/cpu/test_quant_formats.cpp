@@ -4,9 +4,11 @@
 
 #include <bit>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "common/error.hpp"
+#include "cpu/cpu_features.hpp"
 #include "cpu/dequant.hpp"
 #include "cpu/quant_blocks.hpp"
 #include "format_reader.hpp"
@@ -159,4 +161,26 @@ TEST_CASE("dequantize_row rejects unsupported types and partial blocks") {
   CHECK_THROWS_AS(dequantize_row(GgmlType::IQ2_XXS, buf, y, 256), Error);
   CHECK_FALSE(can_dequantize(GgmlType::Q8_K));
   CHECK(can_dequantize(GgmlType::MXFP4));
+}
+
+TEST_CASE("AVX2 dequantisation of Q8_0 / Q4_0 / Q5_0 equals the portable loops bit for bit" *
+          doctest::skip(!cpu_features().avx2)) {
+  std::mt19937 rng(77);
+  const int64_t nb = 37;
+  auto check = [&](GgmlType t, auto simd, auto portable, auto* blocks) {
+    std::vector<uint8_t> raw(static_cast<size_t>(nb) * ggml_type_info(t).type_size);
+    test::randomize_row(t, raw.data(), nb * 32, rng);
+    std::memcpy(blocks, raw.data(), raw.size());
+    std::vector<float> a(static_cast<size_t>(nb * 32), 1.0f), b(a.size(), 2.0f);
+    simd(blocks, a.data(), nb);
+    portable(blocks, b.data(), nb);
+    INFO(ggml_type_name(t));
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  };
+  std::vector<BlockQ8_0> q8(nb);
+  std::vector<BlockQ4_0> q4(nb);
+  std::vector<BlockQ5_0> q5(nb);
+  check(GgmlType::Q8_0, detail::dequant_q8_0_avx2, detail::dequant_q8_0, q8.data());
+  check(GgmlType::Q4_0, detail::dequant_q4_0_avx2, detail::dequant_q4_0, q4.data());
+  check(GgmlType::Q5_0, detail::dequant_q5_0_avx2, detail::dequant_q5_0, q5.data());
 }
