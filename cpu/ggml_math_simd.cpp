@@ -131,6 +131,19 @@ MOETIER_AVX2 float dot_f32_avx2(F32DotOrder order, const float* a, const float* 
   return s;
 }
 
+// ggml_vec_dot_f32's 16 lanes before ggml_reduce16 for np (a multiple of 64) products: four 16-lane fma
+// accumulators (accumulator (i / 16) % 4), combined (acc0 + acc2) + (acc1 + acc3).
+MOETIER_AVX512 inline __m512 vec_dot_lanes16(const float* a, const float* b, int64_t np) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  for (int64_t i = 0; i < np; i += 64) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
+    acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
+  }
+  return _mm512_add_ps(_mm512_add_ps(acc0, acc2), _mm512_add_ps(acc1, acc3));
+}
+
 MOETIER_AVX512 float dot_f32_avx512(F32DotOrder order, const float* a, const float* b, int64_t n) {
   alignas(64) float p[16];
   if (order == F32DotOrder::kTiled) {
@@ -147,14 +160,7 @@ MOETIER_AVX512 float dot_f32_avx512(F32DotOrder order, const float* a, const flo
   const int64_t np = n & ~int64_t{63};
   float s = 0.0f;
   if (np > 0) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-    for (int64_t i = 0; i < np; i += 64) {
-      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
-      acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
-      acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
-    }
-    _mm512_store_ps(p, _mm512_add_ps(_mm512_add_ps(acc0, acc2), _mm512_add_ps(acc1, acc3)));
+    _mm512_store_ps(p, vec_dot_lanes16(a, b, np));
     s = ggml_reduce16(p);
   }
   for (int64_t i = np; i < n; ++i) s = s + a[i] * b[i];
@@ -269,15 +275,7 @@ MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, const float* k, int64_t 
   for (; j + 16 <= n_keys && d % 64 == 0; j += 16) {
     __m512 s[16];
     for (int u = 0; u < 16; ++u) {
-      const float* kr = k + (j + u) * k_stride;
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t i = 0; i < d; i += 64) {
-        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i), _mm512_loadu_ps(q + i), a0);
-        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 16), _mm512_loadu_ps(q + i + 16), a1);
-        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 32), _mm512_loadu_ps(q + i + 32), a2);
-        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(kr + i + 48), _mm512_loadu_ps(q + i + 48), a3);
-      }
-      s[u] = _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
+      s[u] = vec_dot_lanes16(k + (j + u) * k_stride, q, d);
     }
     __m512 x[8], y[4], z[2];
     for (int u = 0; u < 8; ++u)
