@@ -151,9 +151,19 @@ float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n)
   return detail::ggml_dot_f32_scalar(order, a, b, n);
 }
 
-void ggml_dot_f32_keys(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out) {
-  if (cpu_features().avx512) return detail::dot_f32_keys_avx512(q, k, k_stride, n_keys, d, out);
-  for (int64_t j = 0; j < n_keys; ++j) out[j] = ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q, d);
+void ggml_dot_f32_keys(const float* q, int64_t q_stride, int64_t n_heads, const float* k, int64_t k_stride,
+                       int64_t n_keys, int64_t d, float* out, int64_t out_stride) {
+  if (cpu_features().avx512) return detail::dot_f32_keys_avx512(q, q_stride, n_heads, k, k_stride, n_keys, d, out, out_stride);
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t j = 0; j < n_keys; ++j)
+      out[h * out_stride + j] = ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q + h * q_stride, d);
+}
+
+void ggml_weighted_sum_heads(F32DotOrder order, const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
+                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride) {
+  if (cpu_features().avx512 && order == F32DotOrder::kTiled)
+    return detail::weighted_sum_tiled_heads_avx512(p, p_stride, n_heads, n, v, v_stride, d_v, out, out_stride);
+  for (int64_t h = 0; h < n_heads; ++h) ggml_weighted_sum(order, p + h * p_stride, n, v, v_stride, d_v, out + h * out_stride);
 }
 
 void ggml_weighted_sum(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,

@@ -61,10 +61,19 @@ F32DotOrder ggml_mul_mat_f32_order(int64_t n_tokens, int64_t n_in, int64_t n_out
 /// a case ggml never runs). SIMD when the CPU has it (same bits).
 float ggml_dot_f32(F32DotOrder order, const float* a, const float* b, int64_t n);
 
-/// Attention scores: out[j] = ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q, d) for j < n_keys, the
-/// same bits as calling it per key. k: n_keys rows of d at stride k_stride, q: [d] (read); out: [n_keys]
-/// (written). On AVX-512 with d % 64 == 0, 16 keys at a time with their lane trees reduced together.
-void ggml_dot_f32_keys(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out);
+/// Attention scores of n_heads query rows against the same keys: out[h * out_stride + j] =
+/// ggml_dot_f32(F32DotOrder::kVecDot, k + j * k_stride, q + h * q_stride, d) for h < n_heads, j < n_keys,
+/// the same bits as calling it per key. k: n_keys rows of d floats at stride k_stride; q: rows of d (read).
+/// On AVX-512 with d % 64 == 0, 16 keys at a time for every head in turn (each batch of key rows is read
+/// from memory once, not once per head), the 16 lane trees reduced together.
+void ggml_dot_f32_keys(const float* q, int64_t q_stride, int64_t n_heads, const float* k, int64_t k_stride,
+                       int64_t n_keys, int64_t d, float* out, int64_t out_stride);
+
+/// ggml_weighted_sum for n_heads probability rows p + h * p_stride over the same values, into
+/// out + h * out_stride; the same bits. On AVX-512 in the tiled order, each 16-column block of v is swept
+/// for every head in turn (read from memory once, not once per head).
+void ggml_weighted_sum_heads(F32DotOrder order, const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
+                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride);
 
 /// Attention's value sum over llama.cpp's 256-padded KV row: out[i] = sum_{j<n} p[j] * v[j * v_stride + i]
 /// for i < d_v, each in `order` as ggml_dot_f32 over the zero-padded row (for kVecDot every product goes

@@ -233,31 +233,36 @@ MOETIER_AVX2 void weighted_sum_avx2(F32DotOrder order, const float* p, int64_t n
 // one load and one fma, instead of 4 column blocks whose 64 accumulators live in memory. A key past n adds
 // nothing, as in the generic body (the tail's missing keys contribute p = 0 times 0: acc + 0 is acc,
 // since an accumulator that starts at +0 never becomes -0).
-MOETIER_AVX512 void weighted_sum_tiled_avx512(const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,
-                                              float* out) {
+MOETIER_AVX512 void weighted_sum_tiled_heads_avx512(const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
+                                                    const float* v, int64_t v_stride, int64_t d_v, float* out,
+                                                    int64_t out_stride) {
   for (int64_t c0 = 0; c0 < d_v; c0 += 16) {
     const auto mask = static_cast<__mmask16>((1u << std::min<int64_t>(16, d_v - c0)) - 1);
-    __m512 acc[16];
-    for (auto& a : acc) a = _mm512_setzero_ps();
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      const bool full = j0 + 16 <= n;
+    for (int64_t h = 0; h < n_heads; ++h) {  // the column block stays in cache from one head to the next
+      const float* ph = p + h * p_stride;
+      __m512 acc[16];
+      for (auto& a : acc) a = _mm512_setzero_ps();
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const bool full = j0 + 16 <= n;
 #pragma GCC unroll 16
-      for (int q = 0; q < 16; ++q) {
-        const bool in = full || j0 + q < n;
-        const __m512 pj = _mm512_set1_ps(in ? p[j0 + q] : 0.0f);
-        const __m512 row = _mm512_maskz_loadu_ps(in ? mask : __mmask16{0}, v + (j0 + q) * v_stride + c0);
-        acc[q] = _mm512_fmadd_ps(pj, row, acc[q]);
+        for (int q = 0; q < 16; ++q) {
+          const bool in = full || j0 + q < n;
+          const __m512 pj = _mm512_set1_ps(in ? ph[j0 + q] : 0.0f);
+          const __m512 row = _mm512_maskz_loadu_ps(in ? mask : __mmask16{0}, v + (j0 + q) * v_stride + c0);
+          acc[q] = _mm512_fmadd_ps(pj, row, acc[q]);
+        }
       }
+      for (int k = 0; k < 8; ++k) acc[k] = _mm512_add_ps(acc[k], acc[k + 8]);
+      for (int k = 0; k < 4; ++k) acc[k] = _mm512_add_ps(acc[k], acc[k + 4]);
+      _mm512_mask_storeu_ps(out + h * out_stride + c0, mask,
+                            _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
     }
-    for (int k = 0; k < 8; ++k) acc[k] = _mm512_add_ps(acc[k], acc[k + 8]);
-    for (int k = 0; k < 4; ++k) acc[k] = _mm512_add_ps(acc[k], acc[k + 4]);
-    _mm512_mask_storeu_ps(out + c0, mask, _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
   }
 }
 
 MOETIER_AVX512 void weighted_sum_avx512(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride,
                                         int64_t d_v, float* out) {
-  if (order == F32DotOrder::kTiled) return weighted_sum_tiled_avx512(p, n, v, v_stride, d_v, out);
+  if (order == F32DotOrder::kTiled) return weighted_sum_tiled_heads_avx512(p, 0, 1, n, v, v_stride, d_v, out, 0);
   MOETIER_WEIGHTED_SUM_BODY(__m512, 16, _mm512_setzero_ps(), _mm512_set1_ps, _mm512_loadu_ps, load_part16,
                             _mm512_fmadd_ps, _mm512_add_ps, store_part16)
 }
@@ -267,31 +272,34 @@ MOETIER_AVX512 void weighted_sum_avx512(F32DotOrder order, const float* p, int64
 // ---- attention scores: 16 keys at a time; each key's four 16-lane accumulators are combined as in
 // dot_f32_avx512 (kVecDot), then the 16 lane trees of ggml_reduce16 run together on transposed vectors:
 // (l, l + 8) by 256-bit halves, (l, l + 4) by 128-bit blocks, then (0, 2) / (1, 3) and a + b inside blocks.
-MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d,
-                                        float* out) {
+MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_t n_heads, const float* k,
+                                        int64_t k_stride, int64_t n_keys, int64_t d, float* out, int64_t out_stride) {
   // lane 4m + i of the last step holds key m + 4i
   const __m512i unscramble = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   int64_t j = 0;
   for (; j + 16 <= n_keys && d % 64 == 0; j += 16) {
-    __m512 s[16];
-    for (int u = 0; u < 16; ++u) {
-      s[u] = vec_dot_lanes16(k + (j + u) * k_stride, q, d);
+    for (int64_t h = 0; h < n_heads; ++h) {  // the 16 key rows stay in cache from one head to the next
+      const float* qh = q + h * q_stride;
+      __m512 s[16];
+      for (int u = 0; u < 16; ++u) s[u] = vec_dot_lanes16(k + (j + u) * k_stride, qh, d);
+      __m512 x[8], y[4], z[2];
+      for (int u = 0; u < 8; ++u)
+        x[u] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+      for (int u = 0; u < 4; ++u)
+        y[u] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+      for (int u = 0; u < 2; ++u)
+        z[u] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+      const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+      _mm512_storeu_ps(out + h * out_stride + j, _mm512_permutexvar_ps(unscramble, w));
     }
-    __m512 x[8], y[4], z[2];
-    for (int u = 0; u < 8; ++u)
-      x[u] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    for (int u = 0; u < 4; ++u)
-      y[u] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                           _mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    for (int u = 0; u < 2; ++u)
-      z[u] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                   _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    _mm512_storeu_ps(out + j, _mm512_permutexvar_ps(unscramble, w));
   }
-  for (; j < n_keys; ++j) out[j] = dot_f32_avx512(F32DotOrder::kVecDot, k + j * k_stride, q, d);
+  for (; j < n_keys; ++j)
+    for (int64_t h = 0; h < n_heads; ++h)
+      out[h * out_stride + j] = dot_f32_avx512(F32DotOrder::kVecDot, k + j * k_stride, q + h * q_stride, d);
 }
 
 }  // namespace moetier::cpu::detail

@@ -90,32 +90,39 @@ void swiglu(const float* g, const float* u, float* h, int64_t n) { ggml_swiglu(g
 
 void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch) {
   const int64_t group = a.n_head / a.n_head_kv;
+  const int64_t row = a.pos0 + a.n_tokens;  // scratch row per head of a group
   // llama.cpp's non-flash path: kq = mul_mat(k, q) with q not contiguous -> ggml_vec_dot_f32 per score;
   // soft_max_ext over the 256-padded KV row; kqv = mul_mat(v^T, kq) -> tinyBLAS for batches of >= 2
-  // tokens (when d_v % 4 == 0), else ggml_vec_dot_f32 over the padded row.
+  // tokens (when d_v % 4 == 0), else ggml_vec_dot_f32 over the padded row. The heads of one KV group are
+  // computed together (scores, then value sums), so their shared K and V rows are read once per group.
   const F32DotOrder kqv_order =
       a.n_tokens >= 2 && a.d_v % 4 == 0 ? F32DotOrder::kTiled : F32DotOrder::kVecDot;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int64_t t = 0; t < a.n_tokens; ++t) {
     const int64_t pos = a.pos0 + t;
     const int64_t j0 = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-    for (int64_t h = h_begin; h < h_end; ++h) {
-      const int64_t g = h / group;
-      const float* q = a.q + (t * a.n_head + h) * a.d_k;
-      float mx = kNegInf;
-      for (int64_t j = 0; j < j0; ++j) scratch[j] = kNegInf;
-      ggml_dot_f32_keys(q, a.k + j0 * a.k_stride + g * a.d_k, a.k_stride, pos + 1 - j0, a.d_k, scratch + j0);
-      for (int64_t j = j0; j <= pos; ++j) {
-        scratch[j] = scratch[j] * a.scale;
-        mx = std::max(mx, scratch[j]);
+    for (int64_t h0 = h_begin; h0 < h_end;) {
+      const int64_t g = h0 / group;
+      const int64_t nh = std::min(h_end, (g + 1) * group) - h0;
+      ggml_dot_f32_keys(a.q + (t * a.n_head + h0) * a.d_k, a.d_k, nh, a.k + j0 * a.k_stride + g * a.d_k, a.k_stride,
+                        pos + 1 - j0, a.d_k, scratch + j0, row);
+      for (int64_t i = 0; i < nh; ++i) {
+        float* s = scratch + i * row;
+        float mx = kNegInf;
+        for (int64_t j = 0; j < j0; ++j) s[j] = kNegInf;
+        for (int64_t j = j0; j <= pos; ++j) {
+          s[j] = s[j] * a.scale;
+          mx = std::max(mx, s[j]);
+        }
+        if (a.sinks) mx = std::max(mx, a.sinks[h0 + i]);
+        double sum = ggml_softmax_exp_sum_padded(s, s, pos + 1, mx);
+        if (a.sinks) sum += static_cast<double>(std::exp(a.sinks[h0 + i] - mx));
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j <= pos; ++j) s[j] *= inv;
       }
-      if (a.sinks) mx = std::max(mx, a.sinks[h]);
-      double sum = ggml_softmax_exp_sum_padded(scratch, scratch, pos + 1, mx);
-      if (a.sinks) sum += static_cast<double>(std::exp(a.sinks[h] - mx));
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t j = 0; j <= pos; ++j) scratch[j] *= inv;
-      ggml_weighted_sum(kqv_order, scratch, pos + 1, a.v + g * a.d_v, a.v_stride, a.d_v,
-                        a.out + (t * a.n_head + h) * a.d_v);
+      ggml_weighted_sum_heads(kqv_order, scratch, row, nh, pos + 1, a.v + g * a.d_v, a.v_stride, a.d_v,
+                              a.out + (t * a.n_head + h0) * a.d_v, a.d_v);
+      h0 += nh;
     }
   }
 }

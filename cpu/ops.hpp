@@ -53,7 +53,7 @@ void swiglu(const float* g, const float* u, float* h, int64_t n);
 ///   out: [n_tokens, n_head, d_v] f32 (written)
 /// Query head h reads KV head h / (n_head / n_head_kv). Keys j <= pos are visible (and, with
 /// window > 0, only j > pos - window). sinks: [n_head] extra logits in each softmax denominator
-/// (gpt-oss) or nullptr. scratch: [pos0 + n_tokens] f32. Heads [h_begin, h_end) only.
+/// (gpt-oss) or nullptr. scratch: [attention_scratch_floats(a)] f32. Heads [h_begin, h_end) only.
 /// Arithmetic as llama.cpp (F32 cache, flash attention off, KV view padded to 256 cells): scores
 /// q·k in ggml_vec_dot_f32 order, times scale, softmax as ggml_soft_max_ext over the padded row, values
 /// summed in tinyBLAS order when n_tokens >= 2 and d_v % 4 == 0, else ggml_vec_dot_f32 order
@@ -72,5 +72,9 @@ struct AttentionArgs {
   float* out = nullptr;
 };
 void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch);
+/// Floats of attention()'s scratch: one score row of pos0 + n_tokens per query head of a KV group.
+inline int64_t attention_scratch_floats(const AttentionArgs& a) {
+  return (a.n_head / a.n_head_kv) * (a.pos0 + a.n_tokens);
+}
 
 }  // namespace moetier::cpu

@@ -294,8 +294,9 @@ void Model::run_attention(const cpu::AttentionArgs& a, int64_t n_head) {
   sched::ThreadPool& pool = sched::global_pool();
   const int64_t n_kv = a.pos0 + a.n_tokens;
   if (attn_scratch_.size() < static_cast<size_t>(pool.size())) attn_scratch_.resize(static_cast<size_t>(pool.size()));
+  const auto floats = static_cast<size_t>(cpu::attention_scratch_floats(a));
   for (auto& s : attn_scratch_)
-    if (s.size() < static_cast<size_t>(n_kv)) s.resize(static_cast<size_t>(n_kv));
+    if (s.size() < floats) s.resize(floats);
   // Work ~ tokens x KV positions x head dims; below ~64 K multiply-adds one thread is faster.
   if (pool.size() == 1 || a.n_tokens * n_kv * (a.d_k + a.d_v) * n_head < (int64_t{1} << 16)) {
     cpu::attention(a, 0, n_head, attn_scratch_[0].data());

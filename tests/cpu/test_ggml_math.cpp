@@ -185,20 +185,39 @@ TEST_CASE("ggml_dot_f32 / ggml_weighted_sum: the dispatched path (AVX-512 or AVX
   }
 }
 
-TEST_CASE("ggml_dot_f32_keys (attention scores, 16 keys at a time) = ggml_dot_f32 per key, portable path") {
+TEST_CASE("ggml_dot_f32_keys / ggml_weighted_sum_heads (heads of a KV group together) = per head, portable path") {
   for (int64_t d : {64, 128, 192, 80, 16}) {  // 80, 16: not multiples of 64 (per-key path)
     for (int64_t n_keys : {1, 15, 16, 17, 48, 100}) {
       CAPTURE(d);
       CAPTURE(n_keys);
-      const int64_t stride = d + 8;
-      const auto q = randn(static_cast<size_t>(d), 31), k = randn(static_cast<size_t>(n_keys * stride), 32);
-      std::vector<float> out(static_cast<size_t>(n_keys) + 1, 7.0f);
-      ggml_dot_f32_keys(q.data(), k.data(), stride, n_keys, d, out.data());
-      int wrong = 0;
-      for (int64_t j = 0; j < n_keys; ++j)
-        wrong += !same_bits(out[j], detail::ggml_dot_f32_scalar(F32DotOrder::kVecDot, k.data() + j * stride, q.data(), d));
+      const int64_t n_heads = 3, stride = d + 8, out_stride = n_keys + 5;
+      const auto q = randn(static_cast<size_t>(n_heads * d), 31), k = randn(static_cast<size_t>(n_keys * stride), 32);
+      std::vector<float> out(static_cast<size_t>(n_heads * out_stride), 7.0f);
+      ggml_dot_f32_keys(q.data(), d, n_heads, k.data(), stride, n_keys, d, out.data(), out_stride);
+      int wrong = 0, touched = 0;
+      for (int64_t h = 0; h < n_heads; ++h)
+        for (int64_t j = 0; j < out_stride; ++j) {
+          const float got = out[static_cast<size_t>(h * out_stride + j)];
+          if (j >= n_keys) {
+            touched += got != 7.0f;  // nothing written past n_keys
+            continue;
+          }
+          wrong += !same_bits(got, detail::ggml_dot_f32_scalar(F32DotOrder::kVecDot, k.data() + j * stride,
+                                                               q.data() + h * d, d));
+        }
       CHECK(wrong == 0);
-      CHECK(out[static_cast<size_t>(n_keys)] == 7.0f);  // nothing written past n_keys
+      CHECK(touched == 0);
+      // value sums of the same keys for the 3 heads (tiled and vec_dot orders), against one head at a time
+      for (auto order : {F32DotOrder::kTiled, F32DotOrder::kVecDot}) {
+        const auto p = randn(static_cast<size_t>(n_heads * out_stride), 33);
+        std::vector<float> o1(static_cast<size_t>(n_heads * (d + 1)), 5.0f), o2(o1.size(), 5.0f);
+        ggml_weighted_sum_heads(order, p.data(), out_stride, n_heads, n_keys, k.data(), stride, d, o1.data(), d + 1);
+        for (int64_t h = 0; h < n_heads; ++h)
+          detail::ggml_weighted_sum_scalar(order, p.data() + h * out_stride, n_keys, k.data(), stride, d, o2.data() + h * (d + 1));
+        int diff = 0;
+        for (size_t i = 0; i < o1.size(); ++i) diff += !same_bits(o1[i], o2[i]);
+        CHECK(diff == 0);
+      }
     }
   }
 }

@@ -96,7 +96,7 @@ std::vector<float> attention_like_ggml(const std::vector<float>& q, const std::v
   a.k = k.data(), a.k_stride = n_head_kv * d_k;
   a.v = v.data(), a.v_stride = v_stride;
   a.scale = scale;
-  std::vector<float> out(static_cast<size_t>(n * n_head * d_v)), scratch(static_cast<size_t>(n));
+  std::vector<float> out(static_cast<size_t>(n * n_head * d_v)), scratch(static_cast<size_t>(cpu::attention_scratch_floats(a)));
   a.out = out.data();
   cpu::attention(a, 0, n_head, scratch.data());
   std::vector<float> perm(out.size());

@@ -181,7 +181,7 @@ struct AttnCase {
 
 std::vector<float> run_attention(const AttnCase& c) {
   std::vector<float> out(static_cast<size_t>(c.n_tokens * c.n_head * c.d_v), -1.0f);
-  std::vector<float> scratch(static_cast<size_t>(c.pos0 + c.n_tokens));
+  std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(c.args(out.data()))));
   cpu::attention(c.args(out.data()), 0, c.n_head, scratch.data());
   return out;
 }
@@ -355,7 +355,8 @@ TEST_CASE("attention: causal GQA (8 query heads over 2 KV heads) matches the nai
   CHECK(max_abs_diff(out, ref) < 2e-6);
 
   // Heads split over two calls (as workers do) give the same bits as one call.
-  std::vector<float> split(out.size(), -1.0f), scratch(static_cast<size_t>(c.pos0 + c.n_tokens));
+  std::vector<float> split(out.size(), -1.0f);
+  std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(c.args(split.data()))));
   cpu::attention(c.args(split.data()), 0, 3, scratch.data());
   cpu::attention(c.args(split.data()), 3, c.n_head, scratch.data());
   CHECK(split == out);
@@ -453,7 +454,7 @@ TEST_CASE("MLA: absorbed attention over the latent cache equals the naive decomp
   a.k = cache.data(), a.k_stride = kw, a.v = cache.data(), a.v_stride = kw;
   a.pos0 = pos0;
   a.scale = scale;
-  std::vector<float> lat(static_cast<size_t>(n_tok * nh * lora)), scratch(static_cast<size_t>(n_pos));
+  std::vector<float> lat(static_cast<size_t>(n_tok * nh * lora)), scratch(static_cast<size_t>(nh * n_pos));
   a.out = lat.data();
   cpu::attention(a, 0, nh, scratch.data());
   std::vector<float> absorbed(static_cast<size_t>(n_tok * nh * vd)), vo(static_cast<size_t>(n_tok * vd));
