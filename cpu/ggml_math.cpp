@@ -160,9 +160,10 @@ void ggml_dot_f32_keys(const float* q, int64_t q_stride, int64_t n_heads, const 
 }
 
 void ggml_weighted_sum_heads(F32DotOrder order, const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
-                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride) {
+                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride,
+                             float* pack) {
   if (cpu_features().avx512 && order == F32DotOrder::kTiled)
-    return detail::weighted_sum_tiled_heads_avx512(p, p_stride, n_heads, n, v, v_stride, d_v, out, out_stride);
+    return detail::weighted_sum_tiled_heads_avx512(p, p_stride, n_heads, n, v, v_stride, d_v, out, out_stride, pack);
   for (int64_t h = 0; h < n_heads; ++h) ggml_weighted_sum(order, p + h * p_stride, n, v, v_stride, d_v, out + h * out_stride);
 }
 

@@ -70,10 +70,12 @@ void ggml_dot_f32_keys(const float* q, int64_t q_stride, int64_t n_heads, const 
                        int64_t n_keys, int64_t d, float* out, int64_t out_stride);
 
 /// ggml_weighted_sum for n_heads probability rows p + h * p_stride over the same values, into
-/// out + h * out_stride; the same bits. On AVX-512 in the tiled order, each 16-column block of v is swept
-/// for every head in turn (read from memory once, not once per head).
+/// out + h * out_stride; the same bits. On AVX-512 in the tiled order, each 16-column block of v is packed
+/// into `pack` ([16 * n] f32 scratch, 64-byte aligned; may be null: then read in place) and swept for every
+/// head in turn, so it is read from memory once, not once per head.
 void ggml_weighted_sum_heads(F32DotOrder order, const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
-                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride);
+                             const float* v, int64_t v_stride, int64_t d_v, float* out, int64_t out_stride,
+                             float* pack = nullptr);
 
 /// Attention's value sum over llama.cpp's 256-padded KV row: out[i] = sum_{j<n} p[j] * v[j * v_stride + i]
 /// for i < d_v, each in `order` as ggml_dot_f32 over the zero-padded row (for kVecDot every product goes

@@ -235,10 +235,19 @@ MOETIER_AVX2 void weighted_sum_avx2(F32DotOrder order, const float* p, int64_t n
 // since an accumulator that starts at +0 never becomes -0).
 MOETIER_AVX512 void weighted_sum_tiled_heads_avx512(const float* p, int64_t p_stride, int64_t n_heads, int64_t n,
                                                     const float* v, int64_t v_stride, int64_t d_v, float* out,
-                                                    int64_t out_stride) {
+                                                    int64_t out_stride, float* pack) {
   for (int64_t c0 = 0; c0 < d_v; c0 += 16) {
     const auto mask = static_cast<__mmask16>((1u << std::min<int64_t>(16, d_v - c0)) - 1);
-    for (int64_t h = 0; h < n_heads; ++h) {  // the column block stays in cache from one head to the next
+    // Several heads: the column block is first packed contiguously (V rows are often 2^k floats apart, so
+    // the block's cache lines would fall into a few L1 sets and evict each other between heads).
+    const float* src = v + c0;
+    int64_t stride = v_stride;
+    if (n_heads > 1 && pack) {
+      for (int64_t j = 0; j < n; ++j) _mm512_store_ps(pack + j * 16, _mm512_maskz_loadu_ps(mask, v + j * v_stride + c0));
+      src = pack;
+      stride = 16;
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
       const float* ph = p + h * p_stride;
       __m512 acc[16];
       for (auto& a : acc) a = _mm512_setzero_ps();
@@ -248,7 +257,7 @@ MOETIER_AVX512 void weighted_sum_tiled_heads_avx512(const float* p, int64_t p_st
         for (int q = 0; q < 16; ++q) {
           const bool in = full || j0 + q < n;
           const __m512 pj = _mm512_set1_ps(in ? ph[j0 + q] : 0.0f);
-          const __m512 row = _mm512_maskz_loadu_ps(in ? mask : __mmask16{0}, v + (j0 + q) * v_stride + c0);
+          const __m512 row = _mm512_maskz_loadu_ps(in ? mask : __mmask16{0}, src + (j0 + q) * stride);
           acc[q] = _mm512_fmadd_ps(pj, row, acc[q]);
         }
       }
@@ -262,7 +271,7 @@ MOETIER_AVX512 void weighted_sum_tiled_heads_avx512(const float* p, int64_t p_st
 
 MOETIER_AVX512 void weighted_sum_avx512(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride,
                                         int64_t d_v, float* out) {
-  if (order == F32DotOrder::kTiled) return weighted_sum_tiled_heads_avx512(p, 0, 1, n, v, v_stride, d_v, out, 0);
+  if (order == F32DotOrder::kTiled) return weighted_sum_tiled_heads_avx512(p, 0, 1, n, v, v_stride, d_v, out, 0, nullptr);
   MOETIER_WEIGHTED_SUM_BODY(__m512, 16, _mm512_setzero_ps(), _mm512_set1_ps, _mm512_loadu_ps, load_part16,
                             _mm512_fmadd_ps, _mm512_add_ps, store_part16)
 }
@@ -277,11 +286,13 @@ MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_
   // lane 4m + i of the last step holds key m + 4i
   const __m512i unscramble = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   int64_t j = 0;
-  for (; j + 16 <= n_keys && d % 64 == 0; j += 16) {
+  // A last, partial batch repeats its last key in the missing lanes, which are not stored.
+  for (; j < n_keys && d % 64 == 0; j += 16) {
+    const int valid = static_cast<int>(std::min<int64_t>(16, n_keys - j));
     for (int64_t h = 0; h < n_heads; ++h) {  // the 16 key rows stay in cache from one head to the next
       const float* qh = q + h * q_stride;
       __m512 s[16];
-      for (int u = 0; u < 16; ++u) s[u] = vec_dot_lanes16(k + (j + u) * k_stride, qh, d);
+      for (int u = 0; u < 16; ++u) s[u] = vec_dot_lanes16(k + (j + std::min(u, valid - 1)) * k_stride, qh, d);
       __m512 x[8], y[4], z[2];
       for (int u = 0; u < 8; ++u)
         x[u] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -294,7 +305,8 @@ MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_
                              _mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
       const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
                                      _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
-      _mm512_storeu_ps(out + h * out_stride + j, _mm512_permutexvar_ps(unscramble, w));
+      _mm512_mask_storeu_ps(out + h * out_stride + j, static_cast<__mmask16>((1u << valid) - 1),
+                            _mm512_permutexvar_ps(unscramble, w));
     }
   }
   for (; j < n_keys; ++j)

@@ -25,7 +25,7 @@ void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_t n_heads, cons
                          int64_t n_keys, int64_t d, float* out, int64_t out_stride);
 /// ggml_weighted_sum_heads in the tiled order.
 void weighted_sum_tiled_heads_avx512(const float* p, int64_t p_stride, int64_t n_heads, int64_t n, const float* v,
-                                     int64_t v_stride, int64_t d_v, float* out, int64_t out_stride);
+                                     int64_t v_stride, int64_t d_v, float* out, int64_t out_stride, float* pack);
 
 /// ggml_weighted_sum.
 void weighted_sum_avx2(F32DotOrder order, const float* p, int64_t n, const float* v, int64_t v_stride, int64_t d_v,

@@ -1,6 +1,7 @@
 #include "cpu/ops.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 
@@ -91,6 +92,8 @@ void swiglu(const float* g, const float* u, float* h, int64_t n) { ggml_swiglu(g
 void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch) {
   const int64_t group = a.n_head / a.n_head_kv;
   const int64_t row = a.pos0 + a.n_tokens;  // scratch row per head of a group
+  // after the score rows: 64-byte aligned room for one packed 16-column block of V (ggml_weighted_sum_heads)
+  float* pack = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch + group * row) + 63) / 64 * 64);
   // llama.cpp's non-flash path: kq = mul_mat(k, q) with q not contiguous -> ggml_vec_dot_f32 per score;
   // soft_max_ext over the 256-padded KV row; kqv = mul_mat(v^T, kq) -> tinyBLAS for batches of >= 2
   // tokens (when d_v % 4 == 0), else ggml_vec_dot_f32 over the padded row. The heads of one KV group are
@@ -121,7 +124,7 @@ void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* sc
         for (int64_t j = 0; j <= pos; ++j) s[j] *= inv;
       }
       ggml_weighted_sum_heads(kqv_order, scratch, row, nh, pos + 1, a.v + g * a.d_v, a.v_stride, a.d_v,
-                              a.out + (t * a.n_head + h0) * a.d_v, a.d_v);
+                              a.out + (t * a.n_head + h0) * a.d_v, a.d_v, pack);
       h0 += nh;
     }
   }

@@ -72,9 +72,10 @@ struct AttentionArgs {
   float* out = nullptr;
 };
 void attention(const AttentionArgs& a, int64_t h_begin, int64_t h_end, float* scratch);
-/// Floats of attention()'s scratch: one score row of pos0 + n_tokens per query head of a KV group.
+/// Floats of attention()'s scratch: one score row of pos0 + n_tokens per query head of a KV group, then a
+/// 16-column block of V over those positions (plus 16 floats of alignment).
 inline int64_t attention_scratch_floats(const AttentionArgs& a) {
-  return (a.n_head / a.n_head_kv) * (a.pos0 + a.n_tokens);
+  return (a.n_head / a.n_head_kv + 16) * (a.pos0 + a.n_tokens) + 16;
 }
 
 }  // namespace moetier::cpu

@@ -38,7 +38,9 @@ uint64_t Model::scratch_bytes(int64_t n_tokens, int64_t n_ctx, int n_workers) co
                              + 2 * max_in                                   // gate_ / up_ (n_ff <= max_in)
                              + 4 * max_in                                   // activation buffers, GEMM X (f32 + bf16)
                              + static_cast<uint64_t>(hp_.n_layer) * (2 * k + x);  // routing records
-  const uint64_t per_worker = static_cast<uint64_t>(std::max<int64_t>(n_ctx, 1))  // attention scores
+  // attention: a score row per query head of a KV group (at most n_head) and a packed V block (16 wide)
+  const uint64_t per_worker = static_cast<uint64_t>(std::max<int64_t>(hp_.n_head, 1) + 16) *
+                                  static_cast<uint64_t>(std::max<int64_t>(n_ctx, 1)) + 16
                               + static_cast<uint64_t>(cpu::kPrefillTileRows) * max_in;  // GEMM tile
   const uint64_t vocab = 8 * static_cast<uint64_t>(hp_.n_vocab);  // logits, last logits, candidates (12 B)
   return sizeof(float) * (per_token * n + per_worker * w + vocab);

@@ -454,7 +454,8 @@ TEST_CASE("MLA: absorbed attention over the latent cache equals the naive decomp
   a.k = cache.data(), a.k_stride = kw, a.v = cache.data(), a.v_stride = kw;
   a.pos0 = pos0;
   a.scale = scale;
-  std::vector<float> lat(static_cast<size_t>(n_tok * nh * lora)), scratch(static_cast<size_t>(nh * n_pos));
+  std::vector<float> lat(static_cast<size_t>(n_tok * nh * lora));
+  std::vector<float> scratch(static_cast<size_t>(cpu::attention_scratch_floats(a)));
   a.out = lat.data();
   cpu::attention(a, 0, nh, scratch.data());
   std::vector<float> absorbed(static_cast<size_t>(n_tok * nh * vd)), vo(static_cast<size_t>(n_tok * vd));
