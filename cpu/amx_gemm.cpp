@@ -197,7 +197,15 @@ void gemm_q45_k(const std::byte* w, int64_t n_in, const ActivationBuffer& act, f
       const int nr = static_cast<int>(std::min<int64_t>(kTile, row_end - r0));
       repack_rows<kHigh>(w, row_bytes, r0, nr, nsb, s);
       std::fill(acc, acc + kTile * kTokBlock, 0.0f);
+      // While the tiles compute, the next row block's weights are fetched (its repack would otherwise wait
+      // on memory): an equal share of its bytes per super-block.
+      const int64_t next = std::min<int64_t>(kTile, row_end - (r0 + kTile));
+      const char* next_w = reinterpret_cast<const char*>(w) + static_cast<size_t>(r0 + kTile) * row_bytes;
+      const size_t next_bytes = next > 0 ? static_cast<size_t>(next) * row_bytes : 0;
+      const size_t share = (next_bytes / static_cast<size_t>(nsb) + 63) / 64 * 64;
       for (int64_t sb = 0; sb < nsb; ++sb) {
+        for (size_t off = static_cast<size_t>(sb) * share; off < std::min(next_bytes, static_cast<size_t>(sb + 1) * share); off += 64)
+          _mm_prefetch(next_w + off, _MM_HINT_T0);
         const RowSide16& rs = s.row_side(sb);
         for (int64_t tt = 0; tt < ntiles; tt += 2) {
           const bool pair = tt + 1 < ntiles;
