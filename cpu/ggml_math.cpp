@@ -180,6 +180,8 @@ void ggml_weighted_sum(F32DotOrder order, const float* p, int64_t n, const float
 
 void ggml_gemm_f32_rows(F32DotOrder order, const float* w, int64_t n_in, const float* x, size_t x_stride,
                         int64_t n_tokens, float* y, int64_t ldy, int64_t row_begin, int64_t row_end) {
+  if (cpu_features().avx512 && row_end - row_begin >= 8 && (order == F32DotOrder::kTiled || n_in % 64 == 0))
+    return detail::gemm_f32_rows_avx512(order, w, n_in, x, x_stride, n_tokens, y, ldy, row_begin, row_end);
   for (int64_t r = row_begin; r < row_end; ++r)
     for (int64_t t = 0; t < n_tokens; ++t)
       y[t * ldy + r] = ggml_dot_f32(order, w + r * n_in, x + static_cast<size_t>(t) * x_stride, n_in);

@@ -144,17 +144,22 @@ MOETIER_AVX512 inline __m512 vec_dot_lanes16(const float* a, const float* b, int
   return _mm512_add_ps(_mm512_add_ps(acc0, acc2), _mm512_add_ps(acc1, acc3));
 }
 
+// The 16 lanes of tinyBLAS's order before ggml_reduce16: p[i % 16] = fma(a[i], b[i], p[i % 16]), i ascending.
+MOETIER_AVX512 inline __m512 tiled_lanes16(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc, m);
+  }
+  return acc;
+}
+
 MOETIER_AVX512 float dot_f32_avx512(F32DotOrder order, const float* a, const float* b, int64_t n) {
   alignas(64) float p[16];
   if (order == F32DotOrder::kTiled) {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-    if (i < n) {
-      const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-      acc = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc, m);
-    }
-    _mm512_store_ps(p, acc);
+    _mm512_store_ps(p, tiled_lanes16(a, b, n));
     return ggml_reduce16(p);
   }
   const int64_t np = n & ~int64_t{63};
@@ -281,10 +286,46 @@ MOETIER_AVX512 void weighted_sum_avx512(F32DotOrder order, const float* p, int64
 // ---- attention scores: 16 keys at a time; each key's four 16-lane accumulators are combined as in
 // dot_f32_avx512 (kVecDot), then the 16 lane trees of ggml_reduce16 run together on transposed vectors:
 // (l, l + 8) by 256-bit halves, (l, l + 4) by 128-bit blocks, then (0, 2) / (1, 3) and a + b inside blocks.
+// Lane u = ggml_reduce16(s[u]) for 16 vectors at once, the same adds in the same pairs: (l, l + 8) by
+// 256-bit halves, (l, l + 4) by 128-bit blocks, then (0, 2) / (1, 3) and a + b inside blocks.
+MOETIER_AVX512 inline __m512 reduce16x16(const __m512* s) {
+  __m512 x[8], y[4], z[2];
+  for (int u = 0; u < 8; ++u)
+    x[u] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int u = 0; u < 4; ++u)
+    y[u] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int u = 0; u < 2; ++u)
+    z[u] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // lane 4m + i of w holds vector m + 4i
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), w);
+}
+
+// ggml_gemm_f32_rows: 16 rows at a time per token, their lane trees reduced together (a partial last group
+// repeats its last row in the lanes that are not stored). kVecDot needs n_in % 64 == 0 (no unfused tail).
+MOETIER_AVX512 void gemm_f32_rows_avx512(F32DotOrder order, const float* w, int64_t n_in, const float* x,
+                                         size_t x_stride, int64_t n_tokens, float* y, int64_t ldy, int64_t row_begin,
+                                         int64_t row_end) {
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += 16) {
+    const int valid = static_cast<int>(std::min<int64_t>(16, row_end - r0));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + static_cast<size_t>(t) * x_stride;
+      __m512 s[16];
+      for (int u = 0; u < 16; ++u) {
+        const float* wr = w + (r0 + std::min(u, valid - 1)) * n_in;
+        s[u] = order == F32DotOrder::kTiled ? tiled_lanes16(wr, xt, n_in) : vec_dot_lanes16(wr, xt, n_in);
+      }
+      _mm512_mask_storeu_ps(y + t * ldy + r0, static_cast<__mmask16>((1u << valid) - 1), reduce16x16(s));
+    }
+  }
+}
+
 MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_t n_heads, const float* k,
                                         int64_t k_stride, int64_t n_keys, int64_t d, float* out, int64_t out_stride) {
-  // lane 4m + i of the last step holds key m + 4i
-  const __m512i unscramble = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   int64_t j = 0;
   // A last, partial batch repeats its last key in the missing lanes, which are not stored.
   for (; j < n_keys && d % 64 == 0; j += 16) {
@@ -293,20 +334,7 @@ MOETIER_AVX512 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_
       const float* qh = q + h * q_stride;
       __m512 s[16];
       for (int u = 0; u < 16; ++u) s[u] = vec_dot_lanes16(k + (j + std::min(u, valid - 1)) * k_stride, qh, d);
-      __m512 x[8], y[4], z[2];
-      for (int u = 0; u < 8; ++u)
-        x[u] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_f32x4(s[2 * u], s[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-      for (int u = 0; u < 4; ++u)
-        y[u] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(x[2 * u], x[2 * u + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-      for (int u = 0; u < 2; ++u)
-        z[u] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(y[2 * u], y[2 * u + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-      const __m512 w = _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                     _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1)));
-      _mm512_mask_storeu_ps(out + h * out_stride + j, static_cast<__mmask16>((1u << valid) - 1),
-                            _mm512_permutexvar_ps(unscramble, w));
+      _mm512_mask_storeu_ps(out + h * out_stride + j, static_cast<__mmask16>((1u << valid) - 1), reduce16x16(s));
     }
   }
   for (; j < n_keys; ++j)

@@ -20,6 +20,10 @@ void swiglu16_avx512(const float* g, const float* u, float* h, int64_t n16);
 float dot_f32_avx2(F32DotOrder order, const float* a, const float* b, int64_t n);
 float dot_f32_avx512(F32DotOrder order, const float* a, const float* b, int64_t n);
 
+/// ggml_gemm_f32_rows (kVecDot only when n_in % 64 == 0).
+void gemm_f32_rows_avx512(F32DotOrder order, const float* w, int64_t n_in, const float* x, size_t x_stride,
+                          int64_t n_tokens, float* y, int64_t ldy, int64_t row_begin, int64_t row_end);
+
 /// ggml_dot_f32_keys.
 void dot_f32_keys_avx512(const float* q, int64_t q_stride, int64_t n_heads, const float* k, int64_t k_stride,
                          int64_t n_keys, int64_t d, float* out, int64_t out_stride);

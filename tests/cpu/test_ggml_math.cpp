@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "cpu/ggml_math.hpp"
@@ -217,6 +218,35 @@ TEST_CASE("ggml_dot_f32_keys / ggml_weighted_sum_heads (heads of a KV group toge
         int diff = 0;
         for (size_t i = 0; i < o1.size(); ++i) diff += !same_bits(o1[i], o2[i]);
         CHECK(diff == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("ggml_gemm_f32_rows (16 rows reduced together on AVX-512) = ggml_dot_f32 per output, portable path") {
+  for (auto order : {F32DotOrder::kTiled, F32DotOrder::kVecDot}) {
+    for (int64_t n_in : {64, 128, 100, 2048}) {
+      for (auto [row_begin, row_end] : {std::pair<int64_t, int64_t>{0, 37}, {5, 21}, {3, 11}, {0, 7}}) {
+        CAPTURE(n_in);
+        CAPTURE(row_begin);
+        CAPTURE(row_end);
+        const int64_t n_out = 40, n_tokens = 3, ldy = n_out + 2;
+        const auto w = randn(static_cast<size_t>(n_out * n_in), 41), x = randn(static_cast<size_t>(n_tokens * n_in), 42);
+        std::vector<float> y(static_cast<size_t>(n_tokens * ldy), 9.0f);
+        ggml_gemm_f32_rows(order, w.data(), n_in, x.data(), static_cast<size_t>(n_in), n_tokens, y.data(), ldy, row_begin,
+                           row_end);
+        int wrong = 0, touched = 0;
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t r = 0; r < ldy; ++r) {
+            const float got = y[static_cast<size_t>(t * ldy + r)];
+            if (r < row_begin || r >= row_end) {
+              touched += got != 9.0f;
+              continue;
+            }
+            wrong += !same_bits(got, detail::ggml_dot_f32_scalar(order, w.data() + r * n_in, x.data() + t * n_in, n_in));
+          }
+        CHECK(wrong == 0);
+        CHECK(touched == 0);
       }
     }
   }
