@@ -1,6 +1,7 @@
 // AMX-INT8 prefill GEMM for Q4_K / Q5_K (see amx_gemm.hpp for the arithmetic and why it is exact).
 // Only this file carries the AMX target, set with a pragma; it runs only where cpu_features().amx_int8.
 #include "cpu/amx_gemm.hpp"
+#include "cpu/amx_tiles.hpp"
 
 #include <immintrin.h>
 
@@ -24,17 +25,10 @@
 namespace moetier::cpu {
 namespace {
 
-constexpr int kTile = 16;            // rows of an A / C tile, tokens of a B / C tile
+using amx::kTile;
+using amx::kTokBlock;
+using amx::TileConfig;
 constexpr size_t kTileBytes = 1024;  // 16 rows x 64 bytes
-constexpr int64_t kTokBlock = 128;   // tokens put into tile layout at once (8 tiles)
-
-struct alignas(64) TileConfig {
-  uint8_t palette_id = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // Tokens' side of one super-block for a tile of 16 tokens (lane n = token n; 0 past the batch): bp[k] holds
 // the int16 pair (p_2k, p_2k+1) of Q8_K sub-block sums, dy the tokens' d.
@@ -245,7 +239,8 @@ void gemm_q45_k(const std::byte* w, int64_t n_in, const ActivationBuffer& act, f
 }  // namespace
 
 bool amx_gemm_supports(GgmlType weight_type) {
-  return weight_type == GgmlType::Q4_K || weight_type == GgmlType::Q5_K;
+  return weight_type == GgmlType::Q4_K || weight_type == GgmlType::Q5_K || weight_type == GgmlType::Q4_0 ||
+         weight_type == GgmlType::Q5_0;
 }
 
 void amx_gemm_rows(GgmlType weight_type, const void* w, int64_t n_in, const ActivationBuffer& act, float* y,
@@ -255,7 +250,9 @@ void amx_gemm_rows(GgmlType weight_type, const void* w, int64_t n_in, const Acti
   if (!amx_gemm_supports(weight_type)) fail("amx_gemm_rows: no AMX kernel for {} weights", ggml_type_name(weight_type));
   if (row_begin == row_end || act.n_tokens() == 0) return;
   const auto* wb = static_cast<const std::byte*>(w);
-  if (weight_type == GgmlType::Q5_K)
+  if (weight_type == GgmlType::Q4_0 || weight_type == GgmlType::Q5_0)
+    amx::gemm_blocks32(weight_type, wb, n_in, act, y, n_out, row_begin, row_end);
+  else if (weight_type == GgmlType::Q5_K)
     gemm_q45_k<true>(wb, n_in, act, y, n_out, row_begin, row_end);
   else
     gemm_q45_k<false>(wb, n_in, act, y, n_out, row_begin, row_end);

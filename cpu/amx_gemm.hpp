@@ -29,7 +29,8 @@ class ActivationBuffer;
 /// are repacked per call, which only pays over enough tokens). Measured with perf/bench_prefill.
 inline constexpr int64_t kAmxMinTokens = 16;
 
-/// Weight types amx_gemm_rows takes: Q4_K and Q5_K.
+/// Weight types amx_gemm_rows takes: Q4_K and Q5_K (this file's scheme), Q4_0 and Q5_0 (one tile product per
+/// 32-element block, amx_tiles.hpp).
 bool amx_gemm_supports(GgmlType weight_type);
 
 /// y[t * n_out + o] (written, y is [n_tokens, n_out] f32) = dot(W row o, activation row t) for o in

@@ -1,4 +1,4 @@
-// amx_gemm_rows (AMX-INT8 tiles for Q4_K / Q5_K batches) reproduces the scalar reference bit for bit at
+// amx_gemm_rows (AMX-INT8 tiles for Q4_K / Q5_K / Q4_0 / Q5_0 batches) reproduces the scalar reference bit for bit at
 // awkward shapes (row blocks and token tiles cut short, more tokens than one tile block), and gemm_rows
 // hands it the batches it should. Skips with the reason on CPUs without AMX-INT8.
 #include <doctest/doctest.h>
@@ -35,6 +35,8 @@ TEST_CASE("amx_gemm_rows equals vec_dot_scalar bit for bit" * doctest::skip(no_a
       {GgmlType::Q4_K, 37, 256, 16, 0, 37},    {GgmlType::Q4_K, 16, 512, 17, 0, 16},
       {GgmlType::Q5_K, 21, 768, 33, 3, 20},    {GgmlType::Q4_K, 40, 2304, 130, 1, 40},
       {GgmlType::Q5_K, 19, 256 * 3, 250, 0, 19}, {GgmlType::Q4_K, 64, 2048, 47, 16, 48},
+      {GgmlType::Q5_0, 37, 1408, 33, 0, 37},   {GgmlType::Q4_0, 20, 96, 16, 2, 19},
+      {GgmlType::Q5_0, 16, 64, 140, 0, 16},
   };
   for (const Case& c : cases) {
     const size_t rb = ggml_row_bytes(c.type, static_cast<uint64_t>(c.n_in));
@@ -67,7 +69,9 @@ TEST_CASE("amx_gemm_rows equals vec_dot_scalar bit for bit" * doctest::skip(no_a
 TEST_CASE("gemm_rows sends Q4_K / Q5_K batches of >= kAmxMinTokens to AMX and the rest to the GEMV kernels") {
   CHECK(amx_gemm_supports(GgmlType::Q4_K));
   CHECK(amx_gemm_supports(GgmlType::Q5_K));
-  CHECK_FALSE(amx_gemm_supports(GgmlType::Q8_0));
+  CHECK(amx_gemm_supports(GgmlType::Q4_0));
+  CHECK(amx_gemm_supports(GgmlType::Q5_0));
+  CHECK_FALSE(amx_gemm_supports(GgmlType::Q8_0));  // ggml's own Q8_0 lane order is not a per-block sum
   // Same bits whether the batch takes AMX (gemm_rows) or the AVX-512 / AVX2 kernels (capped ISA).
   const int64_t n_out = 24, n_in = 512;
   for (int64_t n_tokens : {kAmxMinTokens - 1, kAmxMinTokens, int64_t{40}}) {
