@@ -90,7 +90,7 @@ void gemm_rows(GgmlType weight_type, const void* w, int64_t n_in, const Activati
                int64_t n_out, int64_t row_begin, int64_t row_end);
 
 /// Whether gemm_rows runs a batch of n_tokens of `weight_type` on AMX-INT8 tiles on this CPU (amx_gemm.hpp:
-/// Q4_K / Q5_K, >= kAmxMinTokens tokens, cpu_features().amx_int8): then it is both exact and 2-4x faster than
+/// Q4_K / Q5_K / Q4_0 / Q5_0, >= kAmxMinTokens tokens, cpu_features().amx_int8): then it is exact and faster than
 /// the f32 prefill GEMM (perf/bench_prefill), and callers should not take the GEMM.
 bool gemm_rows_uses_amx(GgmlType weight_type, int64_t n_tokens);
 

@@ -32,7 +32,9 @@ using test::slurp;
 using test::spit;
 using test::TempDir;
 
-RunResult run_cli(const TempDir& dir, const std::vector<std::string>& args) { return test::run_moetier(dir, args); }
+RunResult run_cli(const TempDir& dir, const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+  return test::run_moetier(dir, args, env);
+}
 
 /// A failure: exit status 1 and exactly one line "moetier: error: ..." on stderr holding every part.
 void check_one_line_error(const RunResult& r, std::initializer_list<std::string> parts) {
@@ -44,8 +46,8 @@ void check_one_line_error(const RunResult& r, std::initializer_list<std::string>
 }
 
 /// The JSON result of a successful `run --json`.
-Json run_json(const TempDir& dir, const std::vector<std::string>& args) {
-  const RunResult r = run_cli(dir, args);
+Json run_json(const TempDir& dir, const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+  const RunResult r = run_cli(dir, args, env);
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   Json j;
@@ -139,8 +141,9 @@ TEST_CASE("run: --gemm-min-batch 1 sends expert batches to the prefill GEMM; -t 
     CAPTURE(opt);
     CAPTURE(threads);
     const std::string dump = dir.file("logits-" + std::to_string(dumps.size()) + ".f32");
+    // MOETIER_ISA=avx512: no AMX, whose exact int8 tiles would take the Q4_K batches of >= 9 tokens instead
     js.push_back(run_json(dir, {"run", "-m", model.path, "-p", kPrompt, "-n", "2", "--temp", "0", "-t", threads,
-                                "--gemm-min-batch", opt, "--json", "--dump-logits", dump}));
+                                "--gemm-min-batch", opt, "--json", "--dump-logits", dump}, {"MOETIER_ISA=avx512"}));
     dumps.push_back(slurp(dump));
     REQUIRE(dumps.back().size() == 512 * sizeof(float));
   }
@@ -164,6 +167,25 @@ TEST_CASE("run: --gemm-min-batch 1 sends expert batches to the prefill GEMM; -t 
   const double cosine = num / std::sqrt(den * dd);
   MESSAGE("prefill GEMM vs ggml dot products: cosine of the last logits ", cosine);
   CHECK(cosine > 0.999);
+}
+
+TEST_CASE("run: logits are bit-identical whether batches take AMX tiles, the AVX-512 kernels or AVX2") {
+  // The Q4_K model's projections see the whole prompt (>= 9 tokens): AMX on CPUs that have it.
+  TempDir dir;
+  const TinyDeepseek model;
+  std::vector<std::string> dumps;
+  for (const char* isa : {"", "MOETIER_ISA=avx512", "MOETIER_ISA=avx2"}) {
+    CAPTURE(isa);
+    const std::string dump = dir.file("logits-" + std::to_string(dumps.size()) + ".f32");
+    std::vector<std::string> env;
+    if (*isa) env.push_back(isa);
+    run_json(dir, {"run", "-m", model.path, "-p", kPrompt, "-n", "1", "--temp", "0", "--gemm-min-batch", "0", "--json",
+                   "--dump-logits", dump}, env);
+    dumps.push_back(slurp(dump));
+    REQUIRE(dumps.back().size() == 512 * sizeof(float));
+  }
+  CHECK(dumps[1] == dumps[0]);
+  CHECK(dumps[2] == dumps[0]);
 }
 
 TEST_CASE("bench --json: tokens/s per test, and a roofline ratio per decode repetition") {
