@@ -8,8 +8,12 @@
 #include "cpu/dequant.hpp"
 #include "cpu/quant_blocks.hpp"
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 namespace moetier::cpu::detail {
 namespace {
@@ -60,4 +64,8 @@ void dequant_q5_0_avx2(const BlockQ5_0* x, float* y, int64_t nb) {
 
 }  // namespace moetier::cpu::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif

@@ -22,7 +22,9 @@
 // GCC 12 flags the _mm512_undefined_* operands inside its own broadcast/insert/extract intrinsics.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "cpu/gemv_tile_avx512.hpp"
 #pragma GCC diagnostic pop
 #undef MOETIER_GEMV_VNNI
