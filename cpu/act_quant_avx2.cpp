@@ -10,13 +10,9 @@
 
 #include "cpu/act_quant.hpp"
 #include "cpu/quant_blocks.hpp"
+#include "cpu/isa_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+MOETIER_TARGET_PUSH("avx2,fma,f16c")
 
 namespace moetier::cpu::detail {
 
@@ -73,8 +69,4 @@ void quantize_blocks_q8_K_avx2(const float* x, BlockQ8_K* y, int64_t n_blocks) {
 
 }  // namespace moetier::cpu::detail
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOETIER_TARGET_POP()

@@ -14,19 +14,10 @@
 #include "cpu/cpu_features.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/quant_blocks.hpp"
+#include "cpu/isa_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
-#endif
-// GCC 12 flags the _mm512_undefined_* operands inside its own broadcast/insert/extract intrinsics.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MOETIER_TARGET_PUSH("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
+MOETIER_INTRINSIC_WARNINGS_OFF()
 
 namespace moetier::cpu {
 namespace {
@@ -266,9 +257,5 @@ void amx_gemm_rows(GgmlType weight_type, const void* w, int64_t n_in, const Acti
 
 }  // namespace moetier::cpu
 
-#pragma GCC diagnostic pop
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOETIER_INTRINSIC_WARNINGS_ON()
+MOETIER_TARGET_POP()

@@ -12,19 +12,10 @@
 #include "cpu/amx_tiles.hpp"
 #include "cpu/matmul.hpp"
 #include "cpu/quant_blocks.hpp"
+#include "cpu/isa_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
-#endif
-// GCC 12 flags the _mm512_undefined_* operands inside its own intrinsics.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MOETIER_TARGET_PUSH("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
+MOETIER_INTRINSIC_WARNINGS_OFF()
 
 namespace moetier::cpu::amx {
 namespace {
@@ -173,9 +164,5 @@ void gemm_blocks32(GgmlType weight_type, const std::byte* w, int64_t n_in, const
 
 }  // namespace moetier::cpu::amx
 
-#pragma GCC diagnostic pop
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOETIER_INTRINSIC_WARNINGS_ON()
+MOETIER_TARGET_POP()

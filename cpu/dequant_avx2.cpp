@@ -7,13 +7,9 @@
 
 #include "cpu/dequant.hpp"
 #include "cpu/quant_blocks.hpp"
+#include "cpu/isa_target.hpp"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+MOETIER_TARGET_PUSH("avx2,fma,f16c")
 
 namespace moetier::cpu::detail {
 namespace {
@@ -64,8 +60,4 @@ void dequant_q5_0_avx2(const BlockQ5_0* x, float* y, int64_t nb) {
 
 }  // namespace moetier::cpu::detail
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+MOETIER_TARGET_POP()
