@@ -18,6 +18,7 @@
 
 MOETIER_TARGET_PUSH("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
 MOETIER_INTRINSIC_WARNINGS_OFF()
+#include "cpu/k45_avx512.hpp"
 
 namespace moetier::cpu {
 namespace {
@@ -88,12 +89,9 @@ void build_tokens(const ActivationBuffer& act, int64_t t0, int64_t nt, int64_t n
       alignas(64) float dy[kTile] = {};
       for (int n = 0; n < valid; ++n) {
         const BlockQ8_K& y = q8k(act, t0 + tt * kTile + n, sb);
-        int16_t p[8];
-        for (int j = 0; j < 8; ++j) p[j] = static_cast<int16_t>(y.bsums[2 * j] + y.bsums[2 * j + 1]);
-        std::memcpy(&bp[0][n], &p[0], 4);
-        std::memcpy(&bp[1][n], &p[2], 4);
-        std::memcpy(&bp[2][n], &p[4], 4);
-        std::memcpy(&bp[3][n], &p[6], 4);
+        alignas(16) int32_t p[4];  // int16 sums p_0 .. p_7, two per int32
+        _mm_store_si128(reinterpret_cast<__m128i*>(p), q8k_sub_block_sums(y));
+        for (int k = 0; k < 4; ++k) bp[k][n] = p[k];
         dy[n] = y.d;
       }
       TokenSide16& ts = s.tok_side(tt, sb);
@@ -107,12 +105,7 @@ void build_tokens(const ActivationBuffer& act, int64_t t0, int64_t nt, int64_t n
 template <bool kHigh>
 void repack_rows(const std::byte* w, size_t row_bytes, int64_t r0, int nr, int64_t nsb, Scratch& s) {
   using Block = std::conditional_t<kHigh, BlockQ5_K, BlockQ4_K>;
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i hi_by_4 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  __m512i scale_idx[4];  // int16 lane i -> scale 2c (lower half) or 2c + 1 (upper half)
-  for (int c = 0; c < 4; ++c)
-    scale_idx[c] = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(2 * c))),
-                                      _mm256_set1_epi16(static_cast<int16_t>(2 * c + 1)), 1);
+  const K45Unpack k45;
   for (int64_t sb = 0; sb < nsb; ++sb) {
     RowSide16& rs = s.row_side(sb);
     for (int r = 0; r < kTile; ++r) {
@@ -129,16 +122,10 @@ void repack_rows(const std::byte* w, size_t row_bytes, int64_t r0, int nr, int64
       const __m512i sc16 = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
       const __m512i lo16 = _mm512_and_si512(sc16, _mm512_set1_epi16(7)), hi16 = _mm512_srli_epi16(sc16, 3);
       for (int c = 0; c < 4; ++c) {
-        const __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * c)));
-        __m512i q = _mm512_and_si512(_mm512_srlv_epi16(raw, hi_by_4), m4);
-        if constexpr (kHigh) {  // bit 2c (lower half) / 2c + 1 (upper half) of qh[l] -> +16
-          const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh)));
-          const __m512i cnt = _mm512_add_epi16(_mm512_srli_epi16(hi_by_4, 2), _mm512_set1_epi16(static_cast<int16_t>(2 * c)));
-          q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt), _mm512_set1_epi8(1)), 4));
-        }
+        const __m512i q = k45.levels(blk, c);
         // Byte products through 16-bit lanes: (q_even + 256 q_odd) * f never carries, as q * f <= 217.
-        _mm512_store_si512(s.a_tile(sb, 0, c) + 64 * r, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(scale_idx[c], lo16)));
-        _mm512_store_si512(s.a_tile(sb, 1, c) + 64 * r, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(scale_idx[c], hi16)));
+        _mm512_store_si512(s.a_tile(sb, 0, c) + 64 * r, _mm512_mullo_epi16(q, k45.pair(lo16, c)));
+        _mm512_store_si512(s.a_tile(sb, 1, c) + 64 * r, _mm512_mullo_epi16(q, k45.pair(hi16, c)));
       }
       const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(blk.d | (static_cast<uint32_t>(blk.dmin) << 16))));
       rs.d[r] = _mm_cvtss_f32(dd);

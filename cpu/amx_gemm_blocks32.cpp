@@ -16,6 +16,7 @@
 
 MOETIER_TARGET_PUSH("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")
 MOETIER_INTRINSIC_WARNINGS_OFF()
+#include "cpu/block32_avx2.hpp"
 
 namespace moetier::cpu::amx {
 namespace {
@@ -39,25 +40,6 @@ struct Scratch32 {
   }
   size_t tb(int64_t tt, int64_t blk) const { return static_cast<size_t>(tt * nb + blk); }
 };
-
-// Unsigned levels u = w + offset of one block, in element order.
-inline __m256i levels(const BlockQ4_0& x) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-}
-inline __m256i levels(const BlockQ5_0& x) {
-  uint32_t qh;
-  std::memcpy(&qh, x.qh, 4);
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(qh)),
-      _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL, 0x0303030303030303LL));
-  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
-  const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.qs));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_or_si256(_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m)), high);
-}
 
 template <class Block, int kOffset>
 void gemm(const std::byte* w, int64_t n_in, const ActivationBuffer& act, float* y, int64_t n_out, int64_t row_begin,
@@ -113,7 +95,7 @@ void gemm(const std::byte* w, int64_t n_in, const ActivationBuffer& act, float* 
             continue;
           }
           const Block& x = reinterpret_cast<const Block*>(w + static_cast<size_t>(r0 + r) * row_bytes)[blk];
-          _mm256_store_si256(reinterpret_cast<__m256i*>(a), levels(x));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(a), unsigned_levels(x));
           dx[r] = _cvtsh_ss(x.d);
         }
       }

@@ -16,6 +16,8 @@
 #error "include gemv_avx512.cpp's includes first"
 #endif
 
+#include "cpu/k45_avx512.hpp"
+
 namespace moetier::cpu {
 namespace {
 
@@ -38,10 +40,8 @@ void tile_token_side(const GemvArgs& a, int64_t nsb, TileTokenSide* side) {
     alignas(32) float dy[8] = {};
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& y = act_k(a, t, sb);
-      const __m256i bs = load256(y.bsums);
       alignas(16) int32_t pairs[4];  // int16 sums p_0 .. p_7, two per int32
-      _mm_store_si128(reinterpret_cast<__m128i*>(pairs),
-                      _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(pairs), q8k_sub_block_sums(y));
       for (int k = 0; k < 4; ++k) bp[k][t] = pairs[k];
       dy[t] = y.d;
     }
@@ -59,13 +59,7 @@ void tile_q45_k(const GemvArgs& a) {
   const int64_t nsb = a.n_in / kQK_K;
   TileTokenSide side[kTileMaxSuperBlocks];
   tile_token_side<T>(a, nsb, side);
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  // upper 256-bit half: the high nibbles (odd sub-block of each 64 elements)
-  const __m512i hi_by_4 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  __m512i scale_idx[4];  // int16 lane i -> scale 2c (i < 16) or 2c + 1
-  for (int c = 0; c < 4; ++c)
-    scale_idx[c] = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(2 * c))),
-                                      _mm256_set1_epi16(static_cast<int16_t>(2 * c + 1)), 1);
+  const K45Unpack k45;
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
     const Block* x = reinterpret_cast<const Block*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
     __m256 acc = _mm256_setzero_ps();
@@ -79,15 +73,8 @@ void tile_q45_k(const GemvArgs& a) {
       __m512i q[4], s[4];
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
-        const __m512i raw = _mm512_broadcast_i64x4(load256(blk.qs + 32 * c));
-        q[c] = _mm512_and_si512(_mm512_srlv_epi16(raw, hi_by_4), m4);
-        if constexpr (kHigh) {  // bit 2c (lower half) / 2c + 1 (upper half) of qh[l] -> +16
-          const __m512i qh = _mm512_broadcast_i64x4(load256(blk.qh));
-          const __m512i cnt = _mm512_add_epi16(_mm512_srli_epi16(hi_by_4, 2), _mm512_set1_epi16(static_cast<int16_t>(2 * c)));
-          const __m512i h = _mm512_and_si512(_mm512_srlv_epi16(qh, cnt), _mm512_set1_epi8(1));
-          q[c] = _mm512_or_si512(q[c], _mm512_slli_epi16(h, 4));
-        }
-        s[c] = _mm512_permutexvar_epi16(scale_idx[c], sc16);
+        q[c] = k45.levels(blk, c);
+        s[c] = k45.pair(sc16, c);
       }
       __m256i folded[8];
 #pragma GCC unroll 8
@@ -136,17 +123,15 @@ void rows16_q45_k(const GemvArgs& a) {
   alignas(64) int32_t isum[kTileMaxSuperBlocks][16];
   alignas(64) int32_t msum[kTileMaxSuperBlocks][16];
   alignas(64) uint32_t dd[kTileMaxSuperBlocks][16];  // fp16 d | fp16 dmin << 16
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i hi_by_4 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-  __m512i scale_idx[4];
-  for (int c = 0; c < 4; ++c)
-    scale_idx[c] = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(2 * c))),
-                                      _mm256_set1_epi16(static_cast<int16_t>(2 * c + 1)), 1);
+  const K45Unpack k45;
   for (int64_t r0 = a.row_begin; r0 < a.row_end; r0 += 16) {
     const int nr = static_cast<int>(std::min<int64_t>(16, a.row_end - r0));
     for (int i = 0; i < 16; ++i) {
       if (i >= nr) {
-        for (int64_t sb = 0; sb < nsb; ++sb) isum[sb][i] = msum[sb][i] = 0, dd[sb][i] = 0;
+        for (int64_t sb = 0; sb < nsb; ++sb) {
+          isum[sb][i] = msum[sb][i] = 0;
+          dd[sb][i] = 0;
+        }
         continue;
       }
       const Block* x = reinterpret_cast<const Block*>(a.w + static_cast<size_t>(r0 + i) * a.w_row_bytes);
@@ -158,23 +143,12 @@ void rows16_q45_k(const GemvArgs& a) {
         k4_scales_mins(blk.scales, sc8, mn8);
         const __m512i sc16 = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
         __m512i sumi = _mm512_setzero_si512();
-        __m512i qh;
-        if constexpr (kHigh) qh = _mm512_broadcast_i64x4(load256(blk.qh));
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; ++c) {
-          const __m512i raw = _mm512_broadcast_i64x4(load256(blk.qs + 32 * c));
-          __m512i q = _mm512_and_si512(_mm512_srlv_epi16(raw, hi_by_4), m4);
-          if constexpr (kHigh) {
-            const __m512i cnt = _mm512_add_epi16(_mm512_srli_epi16(hi_by_4, 2), _mm512_set1_epi16(static_cast<int16_t>(2 * c)));
-            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt), _mm512_set1_epi8(1)), 4));
-          }
-          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q, load512(y.qs + 64 * c)),
-                                     _mm512_permutexvar_epi16(scale_idx[c], sc16));
-        }
+        for (int c = 0; c < 4; ++c)
+          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(k45.levels(blk, c), load512(y.qs + 64 * c)), k45.pair(sc16, c));
         const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi), _mm512_extracti64x4_epi64(sumi, 1));
         isum[sb][i] = hsum_i32(s8);
-        const __m256i bs = load256(y.bsums);
-        const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i pairs = q8k_sub_block_sums(y);
         const __m128i mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn8)));
         const __m128i m4s = _mm_madd_epi16(mins16, pairs);
         const __m128i m2 = _mm_add_epi32(m4s, _mm_unpackhi_epi64(m4s, m4s));

@@ -84,7 +84,6 @@ work, rounds, P, N, model, threads, reps, margs, pargs = sys.argv[1], int(sys.ar
 
 def moetier(r):  # -> (pp, tg, decode roofline ratio)
     j = json.load(open(f"{work}/{r}.moetier.json"))
-    if r == 1: print(f"moetier weights: {j.get('weights_memory', '?')}")
     t = {x["test"]: x for x in j["tests"]}
     tg = t.get(f"tg{N}", {})
     return t.get(f"pp{P}", {}).get("tokens_per_s"), tg.get("tokens_per_s"), tg.get("ratio_to_roofline")
@@ -104,7 +103,8 @@ med = lambda vs: None if any(v is None for v in vs) else statistics.median(vs)
 
 print(f"model {model}  threads {threads}  -p {P} -n {N} -r {reps}  rounds {rounds}")
 print(f"peer: {peer_info}")
-print(f"moetier options: {margs or '(defaults)'}; peer options: {pargs or '(defaults)'}")
+print(f"moetier options: {margs or '(defaults)'}; peer options: {pargs or '(defaults)'}; moetier weights: "
+      f"{json.load(open(f'{work}/1.moetier.json')).get('weights_memory', '?')}")
 print(f"| round | engine | pp{P} t/s | tg{N} t/s | decode / roofline |")
 print("|---|---|---|---|---|")
 for label, (mpp, mtg, roof), (ppp, ptg) in rows + [
