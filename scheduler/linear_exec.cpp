@@ -25,6 +25,7 @@ constexpr int64_t kMinParallelQuantize = 1 << 14;
 
 void LinearExec::quantize(GgmlType weight_type, const float* x, int64_t n_tokens, int64_t n_in,
                           cpu::ActivationBuffer& act, cpu::F32Path f32_path) {
+  if (batch_invariant_) f32_path = cpu::F32Path::kVecDot;  // the order of a batch of one (ggml_mul_mat_f32_order)
   cpu::prepare_activations(weight_type, n_tokens, n_in, act, f32_path);
   ThreadPool& pool = pool_ ? *pool_ : global_pool();
   if (pool.size() == 1 || n_tokens < 2 || n_tokens * n_in < kMinParallelQuantize) {
@@ -64,7 +65,7 @@ void LinearExec::apply_pair(const HostWeight& w1, const HostWeight* w2, const cp
 }
 
 bool LinearExec::takes_gemm(const HostWeight& w, int64_t n_tokens) const {
-  return gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type) &&
+  return !batch_invariant_ && gemm_min_tokens_ > 0 && n_tokens >= gemm_min_tokens_ && cpu::prefill_gemm_supports(w.type) &&
          !cpu::gemm_rows_uses_amx(w.type, n_tokens);
 }
 

@@ -56,6 +56,13 @@ class LinearExec {
   /// Smallest batch batch() sends to the prefill GEMM; 0 = never (ggml's CPU-backend numerics always).
   void set_gemm_min_tokens(int64_t n) { gemm_min_tokens_ = n; }
   int64_t gemm_min_tokens() const { return gemm_min_tokens_; }
+  /// Batch-invariant mode (the server's decode steps): every token's result is the bits a batch of that
+  /// token alone gives, whatever else is in the batch. F32 weights then take ggml_vec_dot_f32's order for
+  /// every batch size (llama.cpp's tinyBLAS order for batches of >= 2 is what changes with the batch) and
+  /// batch() never takes the prefill GEMM; the quantised types' GEMV, tile and AMX kernels are
+  /// bit-identical to one another already.
+  void set_batch_invariant(bool on) { batch_invariant_ = on; }
+  bool batch_invariant() const { return batch_invariant_; }
   /// Matrix products batch() has sent to the prefill GEMM so far.
   uint64_t gemm_matmuls() const { return gemm_matmuls_; }
   /// Default of gemm_min_tokens(): 32, where the GEMM overtakes the GEMV kernels on AVX2 (perf/bench_prefill)
@@ -71,6 +78,7 @@ class LinearExec {
   ThreadPool* pool_;  // nullptr: global_pool() at each call (it may be reconfigured)
   int64_t gemm_min_tokens_ = kDefaultGemmMinTokens;
   uint64_t gemm_matmuls_ = 0;
+  bool batch_invariant_ = false;
 };
 
 }  // namespace moetier::sched

@@ -216,52 +216,85 @@ uint64_t elapsed_ns(Clock::time_point t0) {
 
 void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                     const ForwardOptions& opt) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
+  const SeqChunk chunk{tokens, &cache, &logits};
+  forward_batch(std::span<const SeqChunk>(&chunk, 1), opt);
+}
+
+void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions& opt) {
   const int64_t n_embd = hp_.n_embd;
-  if (n == 0) fail("forward: empty batch");
-  if (cache.n_past + n > cache.n_ctx)
-    fail("context overflow: {} positions in use + {} new tokens > context size {}", cache.n_past, n, cache.n_ctx);
-  for (int32_t t : tokens)
-    if (t < 0 || t >= hp_.n_vocab) fail("token id {} out of range (n_vocab {})", t, hp_.n_vocab);
+  if (chunks.empty()) fail("forward: empty batch");
+  if (opt.routing && chunks.size() != 1) fail("forward: routing records need a single sequence");
+  // Row offsets of each chunk in the batch; every chunk is checked before anything runs.
+  std::vector<int64_t> off(chunks.size() + 1, 0);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const SeqChunk& ch = chunks[c];
+    const auto n = static_cast<int64_t>(ch.tokens.size());
+    if (n == 0) fail("forward: empty batch");
+    if (ch.cache == nullptr || ch.logits == nullptr) fail("forward: a sequence without cache or logits");
+    for (size_t d = 0; d < c; ++d)
+      if (chunks[d].cache == ch.cache) fail("forward: two parts of one batch share a KV cache");
+    if (ch.cache->n_past + n > ch.cache->n_ctx)
+      fail("context overflow: {} positions in use + {} new tokens > context size {}", ch.cache->n_past, n,
+           ch.cache->n_ctx);
+    for (int32_t t : ch.tokens)
+      if (t < 0 || t >= hp_.n_vocab) fail("token id {} out of range (n_vocab {})", t, hp_.n_vocab);
+    off[c + 1] = off[c] + n;
+  }
+  const int64_t n = off.back();
   if (opt.routing) opt.routing->assign(static_cast<size_t>(hp_.n_layer), {});
-  const int64_t pos0 = cache.n_past;
   executor_.begin_step();
+  // Rows carried per chunk: all of its tokens until the last layer, then only those whose logits are
+  // wanted (the last one unless all_logits; llama.cpp does the same).
+  std::vector<int64_t> row0(off), rows_of(chunks.size());
+  for (size_t c = 0; c < chunks.size(); ++c) rows_of[c] = off[c + 1] - off[c];
   // Non-finite values (NaN / inf weights, overflowing activations) stop the run here, before anything
-  // is sampled or printed from them. Row t of `rows` carried rows is position pos0 + n - rows + t.
-  const auto check_finite = [&](const float* v, int64_t n_rows, int64_t width, const char* what, int il) {
-    for (int64_t t = 0; t < n_rows; ++t) {
-      const int64_t i = first_non_finite(v + t * width, width);
-      if (i < 0) continue;
-      const int64_t pos = pos0 + n - n_rows + t;
-      if (il >= 0)
-        fail("{}: non-finite {} after layer {} at position {} (element {} is {}): the layer's weights hold "
-             "NaN / inf or its activations overflowed",
-             gguf_.path(), what, il, pos, i, v[t * width + i]);
-      fail("{}: non-finite {} at position {} (logit of token {} is {}): the model's weights hold NaN / inf or its "
-           "activations overflowed (a debug build names the first layer)",
-           gguf_.path(), what, pos, i, v[t * width + i]);
-    }
+  // is sampled or printed from them. Carried row r of chunk c is position n_past_at_start + n_c - rows_c + r.
+  std::vector<int64_t> pos0(chunks.size());
+  for (size_t c = 0; c < chunks.size(); ++c) pos0[c] = chunks[c].cache->n_past;
+  const auto check_finite = [&](const float* v, int64_t width, const char* what, int il) {
+    for (size_t c = 0; c < chunks.size(); ++c)
+      for (int64_t r = 0; r < rows_of[c]; ++r) {
+        const float* row = v + (row0[c] + r) * width;
+        const int64_t i = first_non_finite(row, width);
+        if (i < 0) continue;
+        const int64_t pos = pos0[c] + (off[c + 1] - off[c]) - rows_of[c] + r;
+        if (il >= 0)
+          fail("{}: non-finite {} after layer {} at position {} (element {} is {}): the layer's weights hold "
+               "NaN / inf or its activations overflowed",
+               gguf_.path(), what, il, pos, i, row[i]);
+        fail("{}: non-finite {} at position {} (logit of token {} is {}): the model's weights hold NaN / inf or "
+             "its activations overflowed (a debug build names the first layer)",
+             gguf_.path(), what, pos, i, row[i]);
+      }
   };
 
   x_.resize(static_cast<size_t>(n * n_embd));
   cur_.resize(x_.size());
   attn_out_.resize(x_.size());
   ffn_out_.resize(x_.size());
-  for (int64_t t = 0; t < n; ++t) LinearExec::get_row(tok_embd_, tokens[t], x_.data() + t * n_embd);
+  for (size_t c = 0; c < chunks.size(); ++c)
+    for (int64_t t = 0; t < rows_of[c]; ++t)
+      LinearExec::get_row(tok_embd_, chunks[c].tokens[static_cast<size_t>(t)], x_.data() + (off[c] + t) * n_embd);
 
-  int64_t rows = n;  // rows still carried (the last layer keeps only the rows whose logits are wanted)
+  int64_t rows = n;  // rows carried in all
   for (int il = 0; il < hp_.n_layer; ++il) {
     const LayerFfn& L = layers_[il];
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.attn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
     auto t0 = Clock::now();
-    attention(il, cur_.data(), rows, cache, attn_out_.data());
+    for (size_t c = 0; c < chunks.size(); ++c)
+      attention(il, cur_.data() + row0[c] * n_embd, rows_of[c], *chunks[c].cache, attn_out_.data() + row0[c] * n_embd);
     phase_times_.attention_ns += elapsed_ns(t0);
-    if (il == hp_.n_layer - 1 && !opt.all_logits && rows > 1) {
-      // Only the last token's logits are needed: keep its row (llama.cpp does the same).
-      std::copy_n(attn_out_.data() + (rows - 1) * n_embd, n_embd, attn_out_.data());
-      std::copy_n(x_.data() + (rows - 1) * n_embd, n_embd, x_.data());
-      rows = 1;
+    if (il == hp_.n_layer - 1 && !opt.all_logits && rows > static_cast<int64_t>(chunks.size())) {
+      // Only the last token of each chunk needs logits: keep its row, packed in chunk order.
+      for (size_t c = 0; c < chunks.size(); ++c) {
+        const int64_t src = row0[c] + rows_of[c] - 1;
+        std::copy_n(attn_out_.data() + src * n_embd, n_embd, attn_out_.data() + static_cast<int64_t>(c) * n_embd);
+        std::copy_n(x_.data() + src * n_embd, n_embd, x_.data() + static_cast<int64_t>(c) * n_embd);
+        row0[c] = static_cast<int64_t>(c);
+        rows_of[c] = 1;
+      }
+      rows = static_cast<int64_t>(chunks.size());
     }
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += attn_out_[i];  // ffn_inp
     for (int64_t t = 0; t < rows; ++t)
@@ -279,17 +312,23 @@ void Model::forward(std::span<const int32_t> tokens, KvCache& cache, std::vector
     }
     phase_times_.ffn_ns += elapsed_ns(t0);
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
-    if constexpr (kCheckEachLayer) check_finite(x_.data(), rows, n_embd, "hidden state", il);
+    if constexpr (kCheckEachLayer) check_finite(x_.data(), n_embd, "hidden state", il);
   }
-  cache.n_past += n;
+  for (size_t c = 0; c < chunks.size(); ++c) chunks[c].cache->n_past += off[c + 1] - off[c];
 
   for (int64_t t = 0; t < rows; ++t)
     cpu::rms_norm(x_.data() + t * n_embd, output_norm_, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
-  logits.resize(static_cast<size_t>(rows * hp_.n_vocab));
+  // One sequence: straight into its logits; several: one LM-head batch, then split.
+  std::vector<float>& all = chunks.size() == 1 ? *chunks[0].logits : logits_all_;
+  all.resize(static_cast<size_t>(rows * hp_.n_vocab));
+  float* out = all.data();
   const auto t_out = Clock::now();
-  lin_(output_, cur_.data(), rows, logits.data());
+  lin_(output_, cur_.data(), rows, out);
   phase_times_.output_ns += elapsed_ns(t_out);
-  check_finite(logits.data(), rows, hp_.n_vocab, "logits", -1);
+  check_finite(out, hp_.n_vocab, "logits", -1);
+  if (chunks.size() > 1)
+    for (size_t c = 0; c < chunks.size(); ++c)
+      chunks[c].logits->assign(out + row0[c] * hp_.n_vocab, out + (row0[c] + rows_of[c]) * hp_.n_vocab);
 }
 
 void Model::run_attention(const cpu::AttentionArgs& a, int64_t n_head) {

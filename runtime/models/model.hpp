@@ -58,10 +58,28 @@ class Model {
   void forward(std::span<const int32_t> tokens, KvCache& cache, std::vector<float>& logits,
                const ForwardOptions& opt = {});
 
+  /// One sequence's part of a batch over several sequences (forward_batch).
+  struct SeqChunk {
+    std::span<const int32_t> tokens;  // appended at positions cache->n_past ..
+    KvCache* cache = nullptr;         // the sequence's own cache (distinct per chunk)
+    std::vector<float>* logits = nullptr;  // out: [n_out, n_vocab] (resized), last token or all tokens
+  };
+  /// Runs several sequences in one batch (the server's decode step): norms, routers, experts, the dense
+  /// or shared FFN and the LM head see the tokens of every chunk together (an expert chosen by several
+  /// sequences is read once); attention runs per chunk on its own cache. Each token's result is the one
+  /// forward() gives for its sequence alone as long as no matrix product of the batch crosses the prefill
+  /// GEMM threshold (gemm_min_tokens(): the GEMV, tile and AMX kernels are bit-identical to one another,
+  /// the f32 GEMM is not); the server keeps decode batches below it. opt.routing requires a single chunk.
+  /// Errors as forward() (checked for every chunk before any work); after an Error thrown mid-batch
+  /// (non-finite values) the chunks' caches hold partial rows and must be reset by the caller.
+  void forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions& opt = {});
+
   /// Smallest per-matrix batch of the FFNs (tokens routed to one expert; the whole batch for dense and
   /// shared FFNs) computed by the prefill GEMM instead of ggml's dot products (LinearExec::batch); 0 = never.
   void set_gemm_min_tokens(int64_t n) { lin_.set_gemm_min_tokens(n); }
   int64_t gemm_min_tokens() const { return lin_.gemm_min_tokens(); }
+  /// LinearExec::set_batch_invariant for every matrix of the model (forward_batch's decode steps).
+  void set_batch_invariant(bool on) { lin_.set_batch_invariant(on); }
   /// Matrix products computed by the prefill GEMM so far (profiling and tests).
   uint64_t prefill_gemm_matmuls() const { return lin_.gemm_matmuls(); }
 
@@ -130,6 +148,7 @@ class Model {
   std::vector<LayerFfn> layers_;
   std::unique_ptr<sched::ExpertSource> resident_;
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
+  std::vector<float> logits_all_;  // the LM head's rows of a batch of several sequences
   PhaseTimes phase_times_;
   std::vector<std::vector<float>> attn_scratch_;  // one score row per pool worker
 };
