@@ -26,4 +26,7 @@ void register_bench(CLI::App& app);
 /// `moetier plan -m MODEL --ram-budget SIZE [-o PLAN]`: placement and predicted speed (cli_plan.cpp).
 void register_plan(CLI::App& app);
 
+/// `moetier serve -m MODEL [--port 8080] [--parallel N]`: OpenAI-compatible HTTP server (cli_serve.cpp).
+void register_serve(CLI::App& app);
+
 }  // namespace moetier::cli

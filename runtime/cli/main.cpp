@@ -13,6 +13,8 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <vector>
+#include <algorithm>
 
 #include "common/error.hpp"
 #include "runtime/cli/commands.hpp"
@@ -91,8 +93,14 @@ int main(int argc, char** argv) {
   moetier::cli::register_run(app);
   moetier::cli::register_bench(app);
   moetier::cli::register_plan(app);
+  moetier::cli::register_serve(app);
+  // llama.cpp's multi-letter single-dash options, which CLI11 cannot name: spelled as their long forms.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::string& a : args)
+    if (a == "-np") a = "--parallel";
+  std::reverse(args.begin(), args.end());  // CLI11's vector form takes the arguments last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {  // --help
       app.exit(e);
