@@ -179,9 +179,11 @@ std::vector<Preset> make_presets() {
     v.push_back(p);
   }
   {
+    // sliding window 8 (the real models: 128) so that a short prompt plus a greedy continuation already
+    // masks positions on the sliding (even) layers.
     Preset p = tiny("tiny-gpt-oss", "gpt-oss");
     p.n_ff = 256, p.n_ff_exp = 256, p.n_expert = 8, p.n_expert_used = 2, p.rope_freq_base = 150000.0f;
-    p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.sliding_window = 128;
+    p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.sliding_window = 8;
     v.push_back(p);
   }
   return v;
