@@ -1,7 +1,8 @@
 // gpt-oss end to end against the peer (ik_llama.cpp 8337e4c, CPU build): the tiny-gpt-oss preset of
 // `moetier synth` (seed 0; F32, Q8_0, and MXFP4 experts with Q8_0 elsewhere) run by `moetier run --temp 0`
 // gives the peer's prompt tokens and 16 greedy tokens, and its last-position logits within a stated
-// tolerance. Reference data: tests/data/gptoss/ (README.md there says how it was produced).
+// tolerance; with its experts streamed by the tiered store (--experts-on-nvme all) the same tokens and
+// bit-identical logits. Reference data: tests/data/gptoss/ (README.md there says how it was produced).
 //
 // Tolerances (max abs difference of the 512 last-position logits, |logit| <= ~3.5):
 //   F32: 5e-3. Measured 1.34e-3. The peer refuses an F32 V cache without flash attention and its flash
@@ -94,6 +95,16 @@ TEST_CASE("gpt-oss: moetier run gives the peer's tokens and last logits on tiny-
     MESSAGE("tiny-gpt-oss " << type << ": last logits max abs diff vs peer " << err << " (tolerance "
                             << tolerance(type) << ")");
     CHECK(err < tolerance(type));
+    // Experts streamed from the file through the tiered store (their biases travel with them): the same
+    // tokens and bit-identical logits.
+    const std::string dump2 = dir.file("logits-nvme.bin");
+    const test::RunResult nvme = test::run_moetier(
+        dir, {"run", "-m", model, "-p", ref["prompt"], "-n", std::to_string(gen.size()), "--temp", "0", "--ignore-eos",
+              "-c", "64", "-t", "2", "--json", "--dump-logits", dump2, "--experts-on-nvme", "all"});
+    CAPTURE(nvme.err);
+    REQUIRE(nvme.status == 0);
+    CHECK(Json::parse(nvme.out)["generated_tokens"] == gen);
+    CHECK(test::slurp(dump2) == test::slurp(dump));
   }
 }
 
