@@ -151,6 +151,9 @@ void Model::load_common() {
       L.up_exps_b = bias2d("ffn_up_exps", n_ff);
       L.down_exps_b = bias2d("ffn_down_exps", n_embd);
     } else if (g.find(fmt::format("blk.{}.ffn_gate.0.weight", il))) {
+      if (oss)  // the expert biases exist only in the stacked layout
+        fail("{}: missing tensor {} (gpt-oss experts are stacked; per-expert tensors are not supported)", g.path(),
+             blk(il, "ffn_gate_exps"));
       for (int e = 0; e < n_exp; ++e) {
         FfnWeights f;
         f.gate = weight_2d(g, fmt::format("blk.{}.ffn_gate.{}.weight", il, e), n_ff, n_embd);

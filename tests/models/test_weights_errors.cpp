@@ -164,6 +164,12 @@ TEST_CASE("a missing tensor is named with the file") {
     const std::string path = write(dir, m, "missing-oss.gguf");
     check_msg(load_error(path), {path, name, "missing"});
   }
+  {
+    synth::SynthModel m = preset("tiny-gpt-oss");
+    test::to_legacy_experts(m, 1, 8);
+    const std::string path = write(dir, m, "legacy-oss.gguf");
+    check_msg(load_error(path), {path, "blk.1.ffn_gate_exps.weight", "stacked"});
+  }
 }
 
 TEST_CASE("a wrong shape is named with the file, the tensor, the shape and the expected shape") {
