@@ -8,9 +8,10 @@
 //   F32: 5e-3. Measured 1.34e-3. The peer refuses an F32 V cache without flash attention and its flash
 //     attention aborts with an F32 KV cache, so its reference uses an F16 KV cache; rounding moetier's
 //     f32 cache rows to f16 (an experiment, not in the code) brought the difference down to 4.1e-5.
-//   Q8_0 / MXFP4: 0.2. Measured 0.083 / 0.112. The peer's quantised matrix products quantise the
-//     activations its own way (iqk kernels); tiny-qwen3moe Q8_0, an architecture moetier matches
-//     llama.cpp on within 2e-2, differs from the peer by 0.108 too.
+//   Q8_0 / MXFP4: 0.2. Measured 0.083 / 0.112. The peer's quantised matrix products (its iqk kernels)
+//     round differently from ggml's: on ../shared's qwen3moe-tiny-q8_0 the peer's last logits differ from
+//     mainline llama.cpp's golden ones by 0.224 (moetier's by < 2e-2), on a synth tiny-qwen3moe Q8_0 from
+//     moetier's by 0.108.
 // The greedy tokens are compared exactly. A control shows the comparison is sensitive to what gpt-oss
 // adds: with the sliding window widened or the sinks changed, the F32 logits leave the tolerance.
 #include <doctest/doctest.h>
