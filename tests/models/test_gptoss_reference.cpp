@@ -5,9 +5,10 @@
 // bit-identical logits. Reference data: tests/data/gptoss/ (README.md there says how it was produced).
 //
 // Tolerances (max abs difference of the 512 last-position logits, |logit| <= ~3.5):
-//   F32: 5e-3. Measured 1.34e-3. The peer refuses an F32 V cache without flash attention and its flash
-//     attention aborts with an F32 KV cache, so its reference uses an F16 KV cache; rounding moetier's
-//     f32 cache rows to f16 (an experiment, not in the code) brought the difference down to 4.1e-5.
+//   F32: 5e-3. Measured 1.34e-3 (prompt), 2.79e-3 (15 decode steps, F32 only). The peer refuses an F32 V
+//     cache without flash attention and its flash attention aborts with an F32 KV cache, so its reference
+//     uses an F16 KV cache; rounding moetier's f32 cache rows to f16 (an experiment, not in the code)
+//     brought the differences down to 4.1e-5 (prompt) and 1.5e-4 (decode steps).
 //   Q8_0 / MXFP4: 0.2. Measured 0.083 / 0.112. The peer's quantised matrix products (its iqk kernels)
 //     round differently from ggml's: on ../shared's qwen3moe-tiny-q8_0 the peer's last logits differ from
 //     mainline llama.cpp's golden ones by 0.224 (moetier's by < 2e-2), on a synth tiny-qwen3moe Q8_0 from
@@ -128,6 +129,30 @@ TEST_CASE("gpt-oss: the reference comparison sees the sliding window and the sin
   CHECK(base < tolerance("F32"));
   // Batches of 4 (later batches start past the window: masked keys from earlier batches): same tolerance.
   CHECK(max_abs_diff(last_logits(build(), dir.file("chunks.gguf"), tokens, 4), want) < tolerance("F32"));
+
+  // Decoding the reference's greedy tokens one at a time (positions 15..29, up to 22 past the window):
+  // each step's logits within the tolerance of the peer's.
+  {
+    const std::string path = dir.file("decode.gguf");
+    synth::write_synth_model(build(), path);
+    auto g = gguf::GgufModel::open(path);
+    auto model = models::load_model(g);
+    auto cache = model->new_cache(64);
+    std::vector<float> logits;
+    model->forward(tokens, cache, logits);
+    const test::NpyArray steps = test::read_npy(kDataDir + r["decode_logits_file"].get<std::string>());
+    const auto gen = r["generated_tokens"].get<std::vector<int32_t>>();
+    REQUIRE(steps.shape == std::vector<int64_t>{static_cast<int64_t>(gen.size()) - 1, 512});
+    double worst = 0;
+    for (size_t s = 0; s + 1 < gen.size(); ++s) {
+      model->forward(std::span(gen).subspan(s, 1), cache, logits);
+      const std::vector<float> want_s(steps.f32.begin() + static_cast<int64_t>(s) * 512,
+                                      steps.f32.begin() + static_cast<int64_t>(s + 1) * 512);
+      worst = std::max(worst, max_abs_diff(logits, want_s));
+    }
+    MESSAGE("decode steps: max abs diff vs peer " << worst);
+    CHECK(worst < tolerance("F32"));
+  }
 
   synth::SynthModel wide = build();
   test::set_uint(wide, "gpt-oss.attention.sliding_window", 4096);  // no layer masks anything any more
