@@ -137,6 +137,17 @@ std::string yarn(const HparamsView& v) {
   return finite_positive(v, "rope.scaling.yarn_beta_slow", hp.yarn_beta_slow);
 }
 
+std::string sliding_window(const HparamsView& v) {
+  // gpt-oss: llama.cpp requires the key (n_swa); a window of 0 would mask every key of the sliding layers.
+  if (v.hp.arch != Arch::GptOss) return {};
+  if (!v.has_key("attention.sliding_window"))
+    return format("{} is absent (gpt-oss needs the window of its sliding-window layers)",
+                  v.key("attention.sliding_window"));
+  const int64_t w = v.hp.sliding_window;
+  if (w >= 1 && w <= INT32_MAX) return {};
+  return format("{} is {} (expected 1..{})", v.key("attention.sliding_window"), w, INT32_MAX);
+}
+
 std::string expert_weights_scale(const HparamsView& v) {
   // Real models use 1..2.8; 1e38 overflows the expert sum, and the next norm turns it into ~0.
   return in_range(v, "expert_weights_scale", v.hp.expert_weights_scale, 0, true, 1000,
@@ -446,6 +457,7 @@ const HparamRule kRules[] = {
     {"rope_scaling", "rope.scaling.factor finite, in [0, 1e6]; the frequency scale it gives finite and > 0", rope_scaling},
     {"yarn", "YaRN: original_context_length in 1..2^31-1, yarn_log_multiplier finite, in [0, 10], beta_fast / beta_slow finite and > 0", yarn},
     {"expert_weights_scale", "expert_weights_scale finite, in (0, 1000]", expert_weights_scale},
+    {"sliding_window", "gpt-oss: attention.sliding_window present, in 1..2^31-1", sliding_window},
     // Dimensions among themselves.
     {"head_dims", "per-head key and value widths >= 1", head_dims},
     {"head_count_kv", "head_count_kv >= 1 and divides head_count", head_count_kv},

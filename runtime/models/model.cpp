@@ -117,7 +117,10 @@ void Model::load_common() {
     MoeWeights& M = L.moe_w;
     const int64_t n_exp = hp_.n_expert, n_ff = hp_.n_ff_exp;
     M.router = weight_2d(g, blk(il, "ffn_gate_inp"), n_exp, n_embd);
-    M.router_bias = optional_vector_f32(g, blk_bias(il, "ffn_gate_inp"), n_exp);
+    // gpt-oss: llama.cpp requires the router and expert biases (other architectures have none).
+    const bool oss = hp_.arch == Arch::GptOss;
+    M.router_bias = oss ? vector_f32(g, blk_bias(il, "ffn_gate_inp"), n_exp)
+                        : optional_vector_f32(g, blk_bias(il, "ffn_gate_inp"), n_exp);
     M.cfg.gating = hp_.gating;
     M.cfg.n_expert = n_exp;
     M.cfg.n_used = hp_.n_expert_used;
@@ -138,7 +141,7 @@ void Model::load_common() {
       L.down_exps = weight_3d(g, blk(il, "ffn_down_exps"), n_exp, n_embd, n_ff);
       // gpt-oss expert biases [n_expert, n_ff] / [n_expert, n_embd]
       auto bias2d = [&](const char* name, int64_t n) -> const float* {
-        const gguf::TensorInfo* t = g.find(blk_bias(il, name));
+        const gguf::TensorInfo* t = oss ? &g.require(blk_bias(il, name)) : g.find(blk_bias(il, name));
         if (!t) return nullptr;
         if (t->type != GgmlType::F32 || t->shape != std::vector<int64_t>{n_exp, n})
           fail("{}: tensor {}: expected F32 {{{}, {}}}", g.path(), t->name, n_exp, n);
@@ -148,6 +151,9 @@ void Model::load_common() {
       L.up_exps_b = bias2d("ffn_up_exps", n_ff);
       L.down_exps_b = bias2d("ffn_down_exps", n_embd);
     } else if (g.find(fmt::format("blk.{}.ffn_gate.0.weight", il))) {
+      if (oss)  // the expert biases exist only in the stacked layout
+        fail("{}: missing tensor {} (gpt-oss experts are stacked; per-expert tensors are not supported)", g.path(),
+             blk(il, "ffn_gate_exps"));
       for (int e = 0; e < n_exp; ++e) {
         FfnWeights f;
         f.gate = weight_2d(g, fmt::format("blk.{}.ffn_gate.{}.weight", il, e), n_ff, n_embd);

@@ -15,7 +15,7 @@ std::unique_ptr<Model> load_model(const gguf::GgufModel& g) {
     case Arch::Qwen3Moe:
     case Arch::Olmoe: return make_standard_model(g, std::move(hp));
     case Arch::Deepseek2: return make_deepseek2_model(g, std::move(hp));
-    case Arch::GptOss: break;
+    case Arch::GptOss: return make_gptoss_model(g, std::move(hp));
   }
   fail("{}: architecture {} is recognised but `run` does not support it yet", g.path(), hp.arch_str);
 }

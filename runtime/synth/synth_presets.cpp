@@ -125,6 +125,17 @@ std::vector<Preset> make_presets() {
     p.sliding_window = 128, p.bos_id = 199998, p.eos_id = 200002;
     v.push_back(p);
   }
+  // gpt-oss-120b: https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json — as gpt-oss-20b
+  // (hidden_size 2880, 64 heads, 8 KV heads, head_dim 64, intermediate_size 2880, num_experts_per_tok 4,
+  // sliding_window 128, vocab_size 201088, rope_theta 150000, yarn factor 32 from 4096, rms_norm_eps 1e-5)
+  // but num_hidden_layers 36 and num_local_experts 128.
+  {
+    Preset p = v.back();
+    p.name = "gpt-oss-120b";
+    p.source = "https://huggingface.co/openai/gpt-oss-120b/blob/main/config.json";
+    p.n_layer = 36, p.n_expert = 128;
+    v.push_back(p);
+  }
 
   // ---- tiny models: same architectures and tensor layouts, small dimensions ----
   auto tiny = [](std::string name, std::string arch) {
@@ -179,9 +190,11 @@ std::vector<Preset> make_presets() {
     v.push_back(p);
   }
   {
+    // sliding window 8 (the real models: 128) so that a short prompt plus a greedy continuation already
+    // masks positions on the sliding (even) layers.
     Preset p = tiny("tiny-gpt-oss", "gpt-oss");
     p.n_ff = 256, p.n_ff_exp = 256, p.n_expert = 8, p.n_expert_used = 2, p.rope_freq_base = 150000.0f;
-    p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.sliding_window = 128;
+    p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.sliding_window = 8;
     v.push_back(p);
   }
   return v;

@@ -79,7 +79,7 @@ TEST_CASE("presets: names, alias and errors") {
   CHECK(find_preset("deepseek-r1").name == "deepseek-v3");
   CHECK(tiny_presets().size() == 7);
   for (const char* n : {"deepseek-v3", "deepseek-v2-lite", "qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b",
-                        "olmoe-1b-7b", "gpt-oss-20b"}) {
+                        "olmoe-1b-7b", "gpt-oss-20b", "gpt-oss-120b"}) {
     CAPTURE(n);
     CHECK(!find_preset(n).tiny);
     CHECK(find_preset(n).source.find("https://huggingface.co/") == 0);
@@ -286,7 +286,9 @@ TEST_CASE("full-size presets: tensor lists and sizes without writing") {
                           Expect{"qwen3-235b-a22b", GgmlType::Q4_K, 125.0, 140.0},
                           Expect{"deepseek-v2-lite", GgmlType::Q4_K, 8.5, 10.0},
                           Expect{"olmoe-1b-7b", GgmlType::Q4_K, 3.5, 4.5},
-                          Expect{"gpt-oss-20b", GgmlType::MXFP4, 11.0, 14.0}}) {
+                          Expect{"gpt-oss-20b", GgmlType::MXFP4, 11.0, 14.0},
+                          // ggml-org/gpt-oss-120b-GGUF (MXFP4 experts) is about 63 GB
+                          Expect{"gpt-oss-120b", GgmlType::MXFP4, 60.0, 66.0}}) {
     CAPTURE(e.preset);
     const SynthModel m = build_synth_model({e.preset, e.type, "", 0});
     const double gb = static_cast<double>(m.tensor_bytes()) / 1e9;

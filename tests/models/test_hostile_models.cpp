@@ -74,7 +74,7 @@ std::vector<std::string> run_args(const std::string& model, std::vector<std::str
 
 TEST_CASE("run and inspect reject every hostile hyper-parameter case with one line naming the key / tensor") {
   TempDir dir;
-  // Controls: every unpatched tiny preset inspects, gpt-oss included (recognised, described, not run).
+  // Controls: every unpatched tiny preset inspects, gpt-oss included.
   for (const auto& p : synth::all_presets()) {
     if (!p.tiny) continue;
     CAPTURE(p.name);

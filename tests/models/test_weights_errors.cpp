@@ -1,6 +1,6 @@
 // models::load_model rejects broken models with one moetier::Error naming the file and the tensor (or
 // key) and what was expected: a missing tensor, a wrong shape, an unsupported tensor type (IQ2_XXS), an
-// F16 norm vector, an unsupported or not-yet-runnable architecture; and it does so before any large
+// F16 norm vector, gpt-oss's sinks and biases, an unsupported architecture; and it does so before any large
 // allocation, even when the metadata claims huge dimensions. Models are tiny presets of `moetier synth`
 // (runtime/synth) with one tensor or key patched before writing; the cases of the hyper-parameter table
 // are in tests/models/hparam_cases.hpp.
@@ -117,7 +117,7 @@ constexpr size_t kSmallAlloc = 1 << 20;  // the tiny models' own bookkeeping sta
 
 TEST_CASE("the unpatched tiny presets load and run (control for the cases below)") {
   TempDir dir;
-  for (const char* name : {"tiny-mixtral", "tiny-qwen3moe", "tiny-deepseek2"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen3moe", "tiny-deepseek2", "tiny-gpt-oss"}) {
     CAPTURE(name);
     synth::SynthModel m = preset(name);
     const std::string path = dir.file(std::string(name) + ".gguf");
@@ -155,6 +155,21 @@ TEST_CASE("a missing tensor is named with the file") {
     const std::string path = write(dir, m, "missing-ds.gguf");
     check_msg(load_error(path), {path, name, "missing"});
   }
+  // gpt-oss: sinks, attention biases, router and expert biases are all required (as in llama.cpp).
+  for (const char* name : {"blk.1.attn_sinks.weight", "blk.0.attn_q.bias", "blk.1.attn_output.bias",
+                           "blk.0.ffn_gate_inp.bias", "blk.1.ffn_down_exps.bias", "blk.0.post_attention_norm.weight"}) {
+    CAPTURE(name);
+    synth::SynthModel m = preset("tiny-gpt-oss");
+    remove_tensor(m, name);
+    const std::string path = write(dir, m, "missing-oss.gguf");
+    check_msg(load_error(path), {path, name, "missing"});
+  }
+  {
+    synth::SynthModel m = preset("tiny-gpt-oss");
+    test::to_legacy_experts(m, 1, 8);
+    const std::string path = write(dir, m, "legacy-oss.gguf");
+    check_msg(load_error(path), {path, "blk.1.ffn_gate_exps.weight", "stacked"});
+  }
 }
 
 TEST_CASE("a wrong shape is named with the file, the tensor, the shape and the expected shape") {
@@ -176,6 +191,12 @@ TEST_CASE("a wrong shape is named with the file, the tensor, the shape and the e
     tensor(m, "blk.0.attn_k_norm.weight").shape = {16};  // per-head norm of width 32
     const std::string path = write(dir, m, "shape-norm.gguf");
     check_msg(load_error(path), {path, "blk.0.attn_k_norm.weight", "32"});
+  }
+  {
+    synth::SynthModel m = preset("tiny-gpt-oss");
+    tensor(m, "blk.1.attn_sinks.weight").shape = {5};  // one sink per query head: 4
+    const std::string path = write(dir, m, "shape-sinks.gguf");
+    check_msg(load_error(path), {path, "blk.1.attn_sinks.weight", "4"});
   }
 }
 
@@ -204,12 +225,6 @@ TEST_CASE("an unsupported architecture names the file and the architecture") {
     set_key(m, "general.architecture", gguf::Value{gguf::ValueType::STRING, std::string("mamba")});
     const std::string path = write(dir, m, "mamba.gguf");
     check_msg(load_error(path), {path, "mamba", "unsupported architecture"});
-  }
-  {
-    // Recognised (inspect, plan) but not runnable yet.
-    synth::SynthModel m = preset("tiny-gpt-oss");
-    const std::string path = write(dir, m, "gpt-oss.gguf");
-    check_msg(load_error(path), {path, "gpt-oss"});
   }
 }
 

@@ -431,3 +431,34 @@ TEST_CASE("streaming detokenizer holds incomplete UTF-8 sequences") {
   CHECK(d.push(c3).empty());
   CHECK(d.push(x) == "\xC3x");  // not completed: passed through as is
 }
+
+TEST_CASE("o200k_harmony (gpt-oss): end-of-generation tokens and rendered harmony tokens as llama.cpp") {
+  // llama.cpp llama-vocab.cpp: <|return|> and <|call|> end the generation; with both present <|end|>
+  // (end of one message) is taken out of the EOG set and rendered; <|start|>, <|message|>, <|channel|> and
+  // <|constrain|> are user-defined (always rendered, never EOG). The real files: tokenizer.ggml.pre
+  // "gpt-4o" (convert_hf_to_gguf.py, openai/gpt-oss-20b's hash), eos <|return|>, bos <|startoftext|>.
+  BpeVocab v;
+  for (const std::string& t : std::vector<std::string>{"h", "i", "hi"}) v.add(t);
+  v.merges = {"h i"};
+  const int32_t sot = v.add("<|startoftext|>", 3), eot = v.add("<|endoftext|>", 3);
+  const int32_t ret = v.add("<|return|>", 3), call = v.add("<|call|>", 3), end = v.add("<|end|>", 3);
+  const int32_t start = v.add("<|start|>", 3), msg = v.add("<|message|>", 3), chan = v.add("<|channel|>", 3);
+  const int32_t cons = v.add("<|constrain|>", 3);
+  Metadata md = v.metadata("gpt-4o");
+  md.insert("tokenizer.ggml.bos_token_id", u32(sot));
+  md.insert("tokenizer.ggml.eos_token_id", u32(ret));
+  const Tokenizer tok = Tokenizer::from_metadata(md, kFile);
+  for (const int32_t id : {ret, call, eot}) CHECK(tok.is_eog(id));
+  for (const int32_t id : {end, start, msg, chan, cons, sot}) CHECK_FALSE(tok.is_eog(id));
+  // Rendered even when control tokens are not (special = false), and parsed as one token.
+  CHECK(tok.token_to_piece(chan, false) == "<|channel|>");
+  CHECK(tok.token_to_piece(end, false) == "<|end|>");
+  CHECK(tok.token_to_piece(ret, false).empty());
+  CHECK(tok.encode("<|start|>hi<|message|>", false, true) == Ids{start, tok.vocab().find("hi"), msg});
+  // Without <|call|> (not o200k_harmony), <|end|> stays an end of generation.
+  BpeVocab w;
+  w.add("a");
+  const int32_t end2 = w.add("<|end|>", 3);
+  w.add("<|return|>", 3);
+  CHECK(Tokenizer::from_metadata(w.metadata("gpt-4o"), kFile).is_eog(end2));
+}
