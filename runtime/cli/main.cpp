@@ -5,6 +5,7 @@
 // checked once here when the command has finished. `--help` prints the help on stdout and exits 0.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
 #include "runtime/cli/commands.hpp"
@@ -89,10 +91,16 @@ int main(int argc, char** argv) {
   moetier::cli::register_inspect(app);
   moetier::cli::register_synth(app);
   moetier::cli::register_run(app);
+  moetier::cli::register_chat(app);
   moetier::cli::register_bench(app);
   moetier::cli::register_plan(app);
+  // llama.cpp's -cnv (conversation mode): CLI11 takes no multi-letter option after one dash.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (auto& a : args)
+    if (a == "-cnv") a = "--conversation";
+  std::reverse(args.begin(), args.end());  // CLI11's parse(vector) takes the arguments in reverse order
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {  // --help
       app.exit(e);
