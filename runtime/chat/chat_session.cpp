@@ -93,6 +93,7 @@ TurnStats ChatSession::turn(const std::string& user_text, const GenerateParams& 
   n_implicit_ = implicit;
   held_back_ = -1;
   ts.gen = session_.generate(prefill, params, on_text);
+  ts.prefill = prefill;
 
   cached_.insert(cached_.end(), prefill.begin(), prefill.end());
   const auto& gen = ts.gen.tokens;

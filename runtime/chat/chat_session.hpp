@@ -21,7 +21,8 @@ struct TurnStats {
   int32_t n_prefill = 0;    // tokens prefilled for this turn (the new text, plus the held-back token)
   int32_t n_reused = 0;     // tokens of the cache this turn built on
   int32_t n_discarded = 0;  // cache tokens dropped because the rendering diverged from them (0 normally)
-  GenerateStats gen;        // the generation (gen.n_prompt == n_prefill)
+  std::vector<int32_t> prefill;  // the tokens prefilled
+  GenerateStats gen;        // the generation (gen.n_prompt == n_prefill; gen.tokens: the answer's ids)
   std::string answer;       // the answer's text as it goes into the history (special tokens as text)
 };
 

@@ -174,6 +174,8 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
       j["generated_tokens"] = ts.gen.n_generated;
       j["stop_reason"] = ts.gen.stop_reason;
       j["text"] = ts.answer;
+      j["prefill_ids"] = ts.prefill;
+      j["generated_ids"] = ts.gen.tokens;
       j["cache_tokens"] = chat.cached_tokens().size();
       j["timings"] = {{"prompt_ms", ts.gen.prompt_ms}, {"predicted_n", ts.gen.n_eval}, {"predicted_ms", ts.gen.gen_ms}};
       emit(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
