@@ -7,6 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,27 +40,45 @@
 namespace moetier::cli {
 namespace {
 
-std::atomic<bool> g_interrupt{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT handler stores to it");
+std::atomic<bool> g_interrupt{false};  // stops the answer being generated (GenerateParams::interrupt)
+std::atomic<int> g_sigints{0};         // Ctrl-C presses so far
+int g_wake_fd = -1;                    // write end of the self-pipe that wakes the prompt's poll()
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "the SIGINT handler stores to them");
 
-extern "C" void on_sigint(int) { g_interrupt.store(true, std::memory_order_relaxed); }
+extern "C" void on_sigint(int) {
+  const int saved = errno;
+  g_interrupt.store(true, std::memory_order_relaxed);
+  g_sigints.fetch_add(1, std::memory_order_relaxed);
+  if (g_wake_fd >= 0) (void)!::write(g_wake_fd, "!", 1);
+  errno = saved;
+}
 
-/// Installs on_sigint for SIGINT without SA_RESTART, so that Ctrl-C also interrupts the read at the prompt.
-/// The previous action comes back on destruction.
+/// Installs on_sigint for SIGINT with a self-pipe (so that a Ctrl-C at the prompt is seen even when it
+/// arrives just before the read blocks); the previous action comes back on destruction.
 class SigintGuard {
  public:
   SigintGuard() {
+    if (::pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) fail("chat: cannot create a pipe: {}", std::strerror(errno));
+    g_wake_fd = pipe_[1];
     struct sigaction sa {};
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGINT, &sa, &old_);
   }
-  ~SigintGuard() { sigaction(SIGINT, &old_, nullptr); }
+  ~SigintGuard() {
+    sigaction(SIGINT, &old_, nullptr);
+    g_wake_fd = -1;
+    ::close(pipe_[0]);
+    ::close(pipe_[1]);
+  }
   SigintGuard(const SigintGuard&) = delete;
   SigintGuard& operator=(const SigintGuard&) = delete;
+  int wake_fd() const { return pipe_[0]; }
 
  private:
+  int pipe_[2] = {-1, -1};
   struct sigaction old_ {};
 };
 
@@ -69,25 +89,51 @@ void emit(std::string_view bytes) {
 
 enum class Read { kLine, kEnd, kInterrupted };
 
-/// One line of standard input, without its line end.
-Read read_line(std::string& line) {
-  line.clear();
-  for (;;) {
-    errno = 0;
-    const int c = std::fgetc(stdin);
-    if (c == EOF) {
-      if (g_interrupt.load() || errno == EINTR) {
-        std::clearerr(stdin);
-        return Read::kInterrupted;
+/// Lines of standard input (read unbuffered by stdio, so that poll() sees what is pending), without their
+/// line ends; kInterrupted once Ctrl-C has been pressed more often than `seen` times.
+class LineReader {
+ public:
+  explicit LineReader(int wake_fd) : wake_fd_(wake_fd) {}
+  Read next(std::string& line, int seen) {
+    for (;;) {
+      if (const size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return Read::kLine;
       }
-      return line.empty() ? Read::kEnd : Read::kLine;
+      if (g_sigints.load() > seen) return Read::kInterrupted;
+      if (eof_) {
+        if (buf_.empty()) return Read::kEnd;
+        line = std::move(buf_);
+        buf_.clear();
+        return Read::kLine;
+      }
+      pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        fail("chat: cannot wait for standard input: {}", std::strerror(errno));
+      }
+      if (fds[1].revents) {
+        char drain[64];
+        while (::read(wake_fd_, drain, sizeof drain) > 0) {
+        }
+      }
+      if (fds[0].revents) {
+        char chunk[4096];
+        const ssize_t n = ::read(STDIN_FILENO, chunk, sizeof chunk);
+        if (n < 0 && errno != EINTR && errno != EAGAIN) fail("chat: cannot read standard input: {}", std::strerror(errno));
+        if (n == 0) eof_ = true;
+        if (n > 0) buf_.append(chunk, static_cast<size_t>(n));
+      }
     }
-    if (c == '\n') break;
-    line.push_back(static_cast<char>(c));
   }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return Read::kLine;
-}
+
+ private:
+  int wake_fd_;
+  std::string buf_;
+  bool eof_ = false;
+};
 
 }  // namespace
 
@@ -149,11 +195,12 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
   std::fprintf(stderr, "moetier: chat (template %s, context %lld); /exit or end of input leaves, Ctrl-C stops an answer\n",
                tmpl.name().c_str(), static_cast<long long>(n_ctx));
   SigintGuard guard;
+  LineReader input(guard.wake_fd());
+  int seen = g_sigints.load();  // Ctrl-C presses before the prompt (during an answer) do not leave
   std::string line;
-  for (int turn = 1;; ) {
+  for (int turn = 1;;) {
     if (tty) emit("> ");
-    g_interrupt.store(false);
-    const Read r = read_line(line);
+    const Read r = input.next(line, seen);
     if (r == Read::kInterrupted || r == Read::kEnd) {
       if (tty) emit("\n");
       break;
@@ -164,6 +211,7 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
     const chat::TurnStats ts = chat.turn(line, gp, [&](const std::string& piece) {
       if (!o.json) emit(piece);
     });
+    seen = g_sigints.load();
     if (o.json) {
       nlohmann::json j;
       j["schema"] = "moetier.chat/1";

@@ -3,9 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -208,4 +214,81 @@ TEST_CASE("ChatSession: an interrupted answer stops after one token and the next
   CHECK(session.cache().n_past == t1.n_prefill + t2.n_prefill + 7);
   REQUIRE(chat.history().size() == 4);
   CHECK(chat.history()[1].content == tok.token_to_piece(t1.gen.tokens[0], true));
+}
+
+namespace {
+
+/// `moetier ARGS` started with standard input on the FIFO `fifo` (opened read-write, so it never sees end
+/// of input), stdout / stderr to files of `dir`. Returns the child's pid.
+pid_t start_on_fifo(const TempDir& dir, const std::vector<std::string>& args, const std::string& fifo) {
+  const char* bin = std::getenv("MOETIER_BIN");
+  REQUIRE(bin != nullptr);
+  const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int in = ::open(fifo.c_str(), O_RDWR);
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || o < 0 || e < 0) ::_exit(127);
+    ::dup2(in, 0);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    std::vector<char*> argv = {const_cast<char*>(bin)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(bin, argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+/// Waits until `pred()` holds (true) or `seconds` pass (false).
+template <typename F>
+bool wait_for(F pred, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+/// The exit status of `pid` once it ends within `seconds` (-1 when killed by a signal, -2 on timeout: then
+/// it is killed).
+int wait_exit(pid_t pid, double seconds) {
+  int status = 0;
+  if (!wait_for([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, seconds)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return -2;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("moetier chat: Ctrl-C stops the answer, Ctrl-C at the prompt leaves" *
+          doctest::skip(moetier::test::no_shared())) {
+  TempDir dir;
+  const std::string fifo = dir.file("stdin.fifo");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // An answer that would run for thousands of tokens.
+  const pid_t pid = start_on_fifo(
+      dir, {"chat", "-m", model_path(), "-n", "-1", "--ignore-eos", "-c", "16384", "--temp", "0", "-v"}, fifo);
+  const int w = ::open(fifo.c_str(), O_WRONLY);
+  REQUIRE(w >= 0);
+  const auto out = [&] { return moetier::test::slurp(dir.file("stdout.txt")); };
+  const auto err = [&] { return moetier::test::slurp(dir.file("stderr.txt")); };
+  REQUIRE(wait_for([&] { return err().find("moetier: chat (template") != std::string::npos; }, 60));
+  REQUIRE(::write(w, "Hello\n", 6) == 6);
+  REQUIRE(wait_for([&] { return !out().empty(); }, 60));  // the answer is streaming
+  ::kill(pid, SIGINT);
+  CHECK(wait_for([&] { return err().find("(interrupted)") != std::string::npos; }, 60));
+  CAPTURE(err());
+  CHECK(err().find("turn 1: prefilled") != std::string::npos);
+  CHECK(out().ends_with("\n"));  // the stopped answer ends its line; the chat waits for the next message
+  ::kill(pid, SIGINT);            // at the prompt: leaves
+  CHECK(wait_exit(pid, 60) == 0);
+  ::close(w);
 }
