@@ -218,8 +218,10 @@ std::string gpt_oss(const Messages& m, bool gen, const TemplateTokens& t) {
   return s;
 }
 
-// mistralai 'v1' (Mixtral-8x7B-Instruct-v0.1, Mistral-7B-Instruct-v0.2).
-std::string mistral_v1(const Messages& m, const TemplateTokens& t) {
+// mistralai 'v1' (Mixtral-8x7B-Instruct-v0.1, Mistral-7B-Instruct-v0.2) and the 'v0' template before it
+// ("[INST] " without the leading space, the answer without one; no system message: folded as in v1).
+std::string mistral(const Messages& m, const TemplateTokens& t, bool v0) {
+  const char* name = v0 ? "mistral-v0" : "mistral-v1";
   size_t first = 0;
   const std::string* system = nullptr;
   if (!m.empty() && m[0].role == "system") {
@@ -230,14 +232,15 @@ std::string mistral_v1(const Messages& m, const TemplateTokens& t) {
   for (size_t i = first; i < m.size(); ++i) {
     const auto& x = m[i];
     if ((x.role == "user") != ((i - first) % 2 == 0))
-      fail("chat template mistral-v1: after the optional system message, roles must alternate user / assistant "
-           "(message {} is {})", i + 1, x.role);
+      fail("chat template {}: after the optional system message, roles must alternate user / assistant "
+           "(message {} is {})", name, i + 1, x.role);
     if (x.role == "user")
-      s += " [INST] " + (i == first && system ? *system + "\n\n" : std::string()) + x.content + " [/INST]";
+      s += (v0 ? "[INST] " : " [INST] ") + (i == first && system ? *system + "\n\n" : std::string()) + x.content +
+           " [/INST]";
     else if (x.role == "assistant")
-      s += " " + x.content + t.eos;
+      s += (v0 ? "" : " ") + x.content + t.eos;
     else
-      fail("chat template mistral-v1: only the first message may be a system message (message {})", i + 1);
+      fail("chat template {}: only the first message may be a system message (message {})", name, i + 1);
   }
   return s;  // the template has no generation prompt: " [/INST]" opens the answer
 }
@@ -297,7 +300,8 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     case Family::kKimiK2: return kimi_k2(messages, gen);
     case Family::kGlm4: return glm4(messages, gen);
     case Family::kGptOss: return gpt_oss(messages, gen, tokens_);
-    case Family::kMistralV1: return mistral_v1(messages, tokens_);
+    case Family::kMistralV0: return mistral(messages, tokens_, true);
+    case Family::kMistralV1: return mistral(messages, tokens_, false);
     case Family::kLlama3: return llama3(messages, gen, tokens_, false);
     case Family::kLlama31: return llama3(messages, gen, tokens_, true);
     case Family::kOlmoe: return olmoe(messages, gen, tokens_);

@@ -19,9 +19,9 @@ struct NamedFamily {
 
 // The order of --help and of the error messages. "mistral" is an alias of mistral-v1.
 constexpr NamedFamily kNames[] = {
-    {"chatml", 0},    {"qwen3", 1},      {"deepseek3", 2},   {"deepseek-r1", 3}, {"deepseek3.1", 4},
-    {"kimi-k2", 5},   {"glm4", 6},       {"gpt-oss", 7},     {"mistral-v1", 8},  {"llama3", 9},
-    {"llama3.1", 10}, {"olmoe", 11},
+    {"chatml", 0},     {"qwen3", 1},  {"deepseek3", 2}, {"deepseek-r1", 3}, {"deepseek3.1", 4},
+    {"kimi-k2", 5},    {"glm4", 6},   {"gpt-oss", 7},   {"mistral-v0", 8},  {"mistral-v1", 9},
+    {"llama3", 10},    {"llama3.1", 11}, {"olmoe", 12},
 };
 
 std::string joined_names() {
@@ -90,7 +90,9 @@ ChatTemplate ChatTemplate::detect(const std::string& jinja, const TemplateTokens
     else if (has("<think>\\n")) name = "deepseek-r1";  // R1: the generation prompt opens <think>
     else name = "deepseek3";
   } else if (has("' [INST] ' + system_message")) {
-    name = "mistral-v1";  // mistralai's 'v1' (Mixtral-8x7B-Instruct-v0.1)
+    name = "mistral-v1";  // mistralai's 'v1' (Mixtral-8x7B-Instruct-v0.1 since 2024)
+  } else if (has("'[INST] ' + message['content'] + ' [/INST]'") && !has("<<SYS>>")) {
+    name = "mistral-v0";  // the first Mistral / Mixtral-8x7B-Instruct template (most Mixtral GGUFs carry it)
   } else if (has("<|start_header_id|>") && has("<|end_header_id|>")) {
     name = has("Cutting Knowledge Date") ? "llama3.1" : "llama3";
   } else if (has("<|user|>") && has("<|assistant|>") && has("<|system|>") && !has("<|end|>")) {

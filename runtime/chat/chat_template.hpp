@@ -53,13 +53,14 @@ class ChatTemplate {
 
   /// The prompt text for `messages` (the whole conversation), with the assistant's turn opened when
   /// add_generation_prompt. Error for a role other than system / user / assistant, and where the
-  /// family's template raises (mistral-v1: roles must alternate user / assistant after one optional
-  /// system message). gpt-oss extension: an assistant message holding the model's raw harmony output
+  /// family's template raises (mistral-v0 / -v1: roles must alternate user / assistant after one
+  /// optional system message). mistral-v0 extension: its template refuses a system message; it is folded
+  /// into the first user message as mistral-v1 does. gpt-oss extension: an assistant message holding the model's raw harmony output
   /// keeps only its final-channel text (the reference template raises instead).
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
  private:
-  enum class Family { kChatml, kQwen3, kDeepseek3, kDeepseekR1, kDeepseek31, kKimiK2, kGlm4, kGptOss, kMistralV1,
+  enum class Family { kChatml, kQwen3, kDeepseek3, kDeepseekR1, kDeepseek31, kKimiK2, kGlm4, kGptOss, kMistralV0, kMistralV1,
                       kLlama3, kLlama31, kOlmoe };
   ChatTemplate(Family f, std::string name, TemplateTokens tokens)
       : family_(f), name_(std::move(name)), tokens_(std::move(tokens)) {}
