@@ -224,6 +224,11 @@ pid_t start_on_fifo(const TempDir& dir, const std::vector<std::string>& args, co
   const char* bin = std::getenv("MOETIER_BIN");
   REQUIRE(bin != nullptr);
   const std::string out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  // Everything the child needs is built before fork(): between fork and exec in a process with threads
+  // only async-signal-safe calls are allowed (no allocation).
+  std::vector<char*> argv = {const_cast<char*>(bin)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -234,9 +239,6 @@ pid_t start_on_fifo(const TempDir& dir, const std::vector<std::string>& args, co
     ::dup2(in, 0);
     ::dup2(o, 1);
     ::dup2(e, 2);
-    std::vector<char*> argv = {const_cast<char*>(bin)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
     ::execv(bin, argv.data());
     ::_exit(127);
   }
