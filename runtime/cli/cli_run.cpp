@@ -16,6 +16,7 @@
 
 #include "common/error.hpp"
 #include "common/file_io.hpp"
+#include "runtime/cli/chat_options.hpp"
 #include "runtime/cli/commands.hpp"
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/context_size.hpp"
@@ -235,10 +236,16 @@ void run(const RunOptions& o) {
 
 void register_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
+  auto c = std::make_shared<ChatOptions>();
   CLI::App* sub = app.add_subcommand("run", "Generate text from a GGUF model");
   add_run_options(*sub, *o);
-  sub->callback([o, sub] {
+  sub->add_flag("--chat,--conversation", c->chat,
+                "Interactive chat (as `moetier chat`; -cnv too, as llama.cpp); -p / -f is then the system message");
+  add_chat_options(*sub, *c);
+  sub->callback([o, c, sub] {
     check_tier_options(o->tiers, [sub](const std::string& name) { return sub->count(name) > 0; }, false);
+    if (c->chat) return run_chat(*o, *c);
+    if (!c->chat_template.empty() || !c->system.empty()) fail("--chat-template and --system need --chat");
     run(*o);
   });
 }

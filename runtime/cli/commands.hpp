@@ -20,6 +20,10 @@ void register_synth(CLI::App& app);
 /// `moetier run -m MODEL -p PROMPT ...`: text generation (runtime/cli/cli_run.cpp).
 void register_run(CLI::App& app);
 
+/// `moetier chat -m MODEL [run options] [--chat-template NAME] [--system TEXT]`: interactive chat
+/// (runtime/cli/cli_chat.cpp).
+void register_chat(CLI::App& app);
+
 /// `moetier bench -m MODEL -p 512 -n 128 -r 3`: llama-bench-style table with roofline ratios.
 void register_bench(CLI::App& app);
 

@@ -5,6 +5,7 @@
 // checked once here when the command has finished. `--help` prints the help on stdout and exits 0.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,7 +15,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-#include <algorithm>
 
 #include "common/error.hpp"
 #include "runtime/cli/commands.hpp"
@@ -91,14 +91,18 @@ int main(int argc, char** argv) {
   moetier::cli::register_inspect(app);
   moetier::cli::register_synth(app);
   moetier::cli::register_run(app);
+  moetier::cli::register_chat(app);
   moetier::cli::register_bench(app);
   moetier::cli::register_plan(app);
   moetier::cli::register_serve(app);
-  // llama.cpp's multi-letter single-dash options, which CLI11 cannot name: spelled as their long forms.
+  // llama.cpp's multi-letter single-dash options (CLI11 takes none after one dash): -cnv (conversation
+  // mode), -np (server slots), spelled as their long forms.
   std::vector<std::string> args(argv + 1, argv + argc);
-  for (std::string& a : args)
+  for (auto& a : args) {
+    if (a == "-cnv") a = "--conversation";
     if (a == "-np") a = "--parallel";
-  std::reverse(args.begin(), args.end());  // CLI11's vector form takes the arguments last first
+  }
+  std::reverse(args.begin(), args.end());  // CLI11's parse(vector) takes the arguments in reverse order
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {

@@ -55,6 +55,10 @@ GenerateStats Session::generate(const std::vector<int32_t>& prompt, const Genera
       if (!text.empty()) on_text(text);
     }
     if (params.n_predict >= 0 && i + 1 >= params.n_predict) break;
+    if (params.interrupt && params.interrupt->load(std::memory_order_relaxed)) {
+      st.stop_reason = "interrupted";
+      break;
+    }
     if (cache_.n_past >= cache_.n_ctx) {
       st.stop_reason = "context";
       break;

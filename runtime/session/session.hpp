@@ -2,6 +2,7 @@
 // decode with a sampler, streaming text pieces, with llama.cpp-style timings.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,6 +18,9 @@ struct GenerateParams {
   int32_t n_predict = 128;        // tokens to generate (-1: until EOS or the context is full)
   bool stop_at_eog = true;        // stop when the model emits an end-of-generation token
   sampling::SamplerParams sampling;
+  /// Set (by a signal handler, another thread) to stop after the current token: stop_reason
+  /// "interrupted". Checked once per generated token; nullptr: never.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 struct GenerateStats {
@@ -25,8 +29,8 @@ struct GenerateStats {
   int32_t n_generated = 0;
   double gen_ms = 0;  // decode time of generated tokens after the first (llama.cpp's "eval time")
   int32_t n_eval = 0;  // decode calls timed in gen_ms
-  std::string stop_reason;  // "n_predict", "eog", "context"
-  std::vector<int32_t> tokens;  // generated ids
+  std::string stop_reason;  // "n_predict", "eog", "context", "interrupted"
+  std::vector<int32_t> tokens;  // generated ids; all but the last are in the cache when generate() returns
   double prompt_tps() const { return prompt_ms > 0 ? n_prompt * 1000.0 / prompt_ms : 0; }
   double gen_tps() const { return gen_ms > 0 ? n_eval * 1000.0 / gen_ms : 0; }
 };
