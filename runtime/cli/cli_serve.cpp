@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "runtime/chat/chat_template.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
 #include "runtime/cli/option_checks.hpp"
@@ -34,6 +35,7 @@ struct ServeOptions {
   int port = 8080;
   std::string api_key;
   std::string alias;
+  std::string chat_template;  // --chat-template NAME (empty: the model's)
   int parallel = 4;
   int64_t ctx = 0;
   int64_t batch = 512;
@@ -45,13 +47,6 @@ struct ServeOptions {
 };
 
 bool loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
-
-/// ChatML: the template llama.cpp falls back to when a model has none.
-std::string render_chatml(const std::vector<server::Message>& msgs) {
-  std::string out;
-  for (const auto& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-  return out + "<|im_start|>assistant\n";
-}
 
 std::string tier_metrics(const RunTiers& tiers) {
   std::string out;
@@ -76,6 +71,7 @@ std::string tier_metrics(const RunTiers& tiers) {
 server::HttpServer* g_server = nullptr;
 
 void serve(const ServeOptions& o) {
+  if (!o.chat_template.empty()) (void)chat::ChatTemplate::by_name(o.chat_template);  // a bad name fails first
   check_tier_files(o.tiers);
   if (o.no_mmap && o.tiers.any())
     fail("--no-mmap copies the whole model into memory; it cannot be combined with the tier options");
@@ -94,6 +90,7 @@ void serve(const ServeOptions& o) {
   auto g = gguf::GgufModel::open(o.model);
   if (o.no_mmap) copy_weights_to_memory(g);
   auto model = models::load_model(g);
+  const chat::ChatTemplate tmpl = chat::ChatTemplate::for_model(g, o.chat_template);
   model->set_gemm_min_tokens(o.gemm_min_batch);
   const auto tok = tokenizer::Tokenizer::from_gguf(g);
   const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
@@ -119,15 +116,25 @@ void serve(const ServeOptions& o) {
   sc.api_key = o.api_key;
   sc.model_id = o.alias.empty() ? std::filesystem::path(o.model).filename().string() : o.alias;
   sc.http_threads = std::max(8, 2 * o.parallel + 4);
-  sc.render_chat = render_chatml;
+  sc.render_chat = [&tmpl](const std::vector<server::Message>& msgs) {
+    std::vector<chat::ChatMessage> m;
+    for (const auto& x : msgs) m.push_back({x.role, x.content});
+    try {
+      return tmpl.render(m, true);
+    } catch (const Error& e) {  // the family's own rules (e.g. alternating roles): the request's fault
+      throw server::ApiError(400, e.what(), "messages");
+    }
+  };
+  sc.template_bos = tmpl.tokens().bos;
   sc.extra_metrics = [&tiers] { return tier_metrics(tiers); };
   server::HttpServer http(engine, tok, sc);
   http.bind();
   if (!loopback(o.host) && o.api_key.empty())
     std::fprintf(stderr, "moetier: WARNING: listening on %s without --api-key: anyone who can reach this address can "
                          "use the model\n", o.host.c_str());
-  std::fprintf(stderr, "moetier: serving %s on http://%s:%d (%d slots x %lld tokens of context)\n", sc.model_id.c_str(),
-               o.host.c_str(), http.bound_port(), o.parallel, static_cast<long long>(per_slot));
+  std::fprintf(stderr, "moetier: serving %s on http://%s:%d (%d slots x %lld tokens of context, chat template %s)\n",
+               sc.model_id.c_str(), o.host.c_str(), http.bound_port(), o.parallel, static_cast<long long>(per_slot),
+               tmpl.name().c_str());
   g_server = &http;
   std::thread waiter([&stop_signals] {
     int sig = 0;
@@ -151,6 +158,9 @@ void register_serve(CLI::App& app) {
       ->check(non_empty());
   sub->add_option("--port", o->port, "TCP port (0: any free port, printed at start)")->check(in_range(0, 65535));
   sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every endpoint but /health");
+  sub->add_option("--chat-template", o->chat_template,
+                  "Chat template family for /v1/chat/completions (default: detected from the model; see `moetier chat --help`)")
+      ->check(non_empty());
   sub->add_option("--alias", o->alias, "Model id in /v1/models and the responses (default: the file name)");
   sub->add_option("--parallel", o->parallel, "Sequences decoded together (slots; also -np); -c is split evenly over them")
       ->check(in_range(1, 256));

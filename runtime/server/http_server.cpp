@@ -121,7 +121,8 @@ struct HttpServer::Impl {
       throw ApiError(400, fmt::format("the prompt ({} bytes) cannot fit in a slot's context of {} tokens", prompt.size(), n_ctx),
                      prompt_param, "invalid_request_error", "context_length_exceeded");
     GenRequest g;
-    g.prompt = tok.encode(prompt, true, true);
+    const bool bos_written = chat && !cfg.template_bos.empty() && prompt.starts_with(cfg.template_bos);
+    g.prompt = tok.encode(prompt, !bos_written, true);
     const auto n_prompt = static_cast<int64_t>(g.prompt.size());
     if (n_prompt == 0) throw ApiError(400, "the prompt is empty", prompt_param);
     if (n_prompt > n_ctx)

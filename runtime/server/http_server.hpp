@@ -29,6 +29,8 @@ struct ServerConfig {
   int http_threads = 8;
   /// The prompt text of a conversation (the model's chat template, assistant turn opened).
   std::function<std::string(const std::vector<Message>&)> render_chat;
+  /// The BOS token's text when the chat template writes it itself (then no second BOS is added).
+  std::string template_bos;
   /// Extra Prometheus lines for /metrics (expert cache, tiers), appended as they are.
   std::function<std::string()> extra_metrics;
 };
