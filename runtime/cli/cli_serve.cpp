@@ -100,7 +100,9 @@ void serve(const ServeOptions& o) {
   const int64_t per_slot = n_ctx / o.parallel;
   if (per_slot < 1) fail("-c {} is less than one position per slot (--parallel {})", n_ctx, o.parallel);
   check_kv_cache_fits(model->hparams(), per_slot * o.parallel, fmt::format("-c {} over {} slots", n_ctx, o.parallel));
-  auto tiers = setup_tiers(*model, o.tiers, RunShape{per_slot, std::max<int64_t>(o.batch, o.parallel), metadata_bytes});
+  // The budget holds every slot's KV cache (per_slot x parallel positions) and the larger of a prompt chunk
+  // and a decode batch.
+  auto tiers = setup_tiers(*model, o.tiers, RunShape{per_slot * o.parallel, std::max<int64_t>(o.batch, o.parallel), metadata_bytes});
   warn_above_training_context(model->hparams(), per_slot);
 
   server::EngineOptions eo;
