@@ -84,7 +84,8 @@ std::string expert_ffn_key(const HparamsView& v) {
 
 std::string shared_ffn_key(const HparamsView& v) {
   if (v.has_key("expert_shared_feed_forward_length")) return v.key("expert_shared_feed_forward_length");
-  if (is_mla(v)) return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
+  if (is_mla(v) || v.hp.arch == Arch::Glm4Moe)
+    return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
   if (v.hp.arch == Arch::Qwen2Moe) return named(v, "expert_shared_feed_forward_length", "feed_forward_length");
   return named(v, "expert_shared_feed_forward_length", "the routed expert width");
 }
@@ -216,7 +217,8 @@ std::string leading_dense_block_count(const HparamsView& v) {
 
 std::string block_count(const HparamsView& v) {
   const std::set<int32_t>& layers = v.layers_present();
-  const int64_t n = static_cast<int64_t>(layers.size()), n_layer = v.hp.n_layer;
+  // block_count as written: the layers run plus the trailing NextN layers (glm4moe), which the file holds too.
+  const int64_t n = static_cast<int64_t>(layers.size()), n_layer = v.hp.n_layer + v.hp.n_layer_nextn;
   const std::string k = v.key("block_count");
   if (layers.empty()) return format("{} is {} but the file has no blk.N.* tensors", k, n_layer);
   if (*layers.rbegin() != n - 1) {
