@@ -256,7 +256,7 @@ std::vector<Preset> make_presets() {
   }
   {  // Kimi-K2-style deepseek2 with more than 256 experts (384, as Kimi-K2), one group, sigmoid + bias
     Preset p = tiny("tiny-kimi-k2", "deepseek2");
-    p.n_embd = 64, p.n_layer = 2, p.n_head_kv = 4, p.n_ff = 128, p.n_ff_exp = 32, p.n_expert = 384;
+    p.n_embd = 64, p.n_layer = 3, p.n_head_kv = 4, p.n_ff = 256, p.n_ff_exp = 16, p.n_expert = 384;
     p.n_expert_used = 8, p.n_expert_shared = 1, p.n_layer_dense_lead = 1, p.rms_eps = 1e-6f;
     p.rope_freq_base = 50000.0f, p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.yarn_log_mul = 0.1f;
     p.q_lora_rank = 32, p.kv_lora_rank = 32, p.qk_nope_dim = 16, p.qk_rope_dim = 16, p.v_head_dim = 16;
