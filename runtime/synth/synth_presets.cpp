@@ -259,7 +259,9 @@ std::vector<Preset> make_presets() {
     p.n_embd = 64, p.n_layer = 3, p.n_head_kv = 4, p.n_ff = 256, p.n_ff_exp = 16, p.n_expert = 384;
     p.n_expert_used = 8, p.n_expert_shared = 1, p.n_layer_dense_lead = 1, p.rms_eps = 1e-6f;
     p.rope_freq_base = 50000.0f, p.yarn_factor = 32.0f, p.yarn_orig_ctx = 4096, p.yarn_log_mul = 0.1f;
-    p.q_lora_rank = 32, p.kv_lora_rank = 32, p.qk_nope_dim = 16, p.qk_rope_dim = 16, p.v_head_dim = 16;
+    // kv_lora_rank 512 and 64 rope dims as the real model: ik_llama.cpp (the reference) accepts MLA files
+    // converted by mainline llama.cpp only with these widths.
+    p.q_lora_rank = 32, p.kv_lora_rank = 512, p.qk_nope_dim = 16, p.qk_rope_dim = 64, p.v_head_dim = 16;
     p.gating_func = 2, p.expert_weights_norm = true, p.expert_weights_scale = 2.827f, p.exp_probs_b = true;
     v.push_back(p);
   }
