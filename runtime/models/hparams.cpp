@@ -129,12 +129,9 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
         int64_t w = 0;
         hp.n_ff_shexp = __builtin_mul_overflow(hp.n_ff_exp, hp.n_expert_shared, &w) ? INT64_MAX : w;
       }
-      const int64_t nextn = get_i("nextn_predict_layers", 0);
-      if (nextn < 0 || nextn >= hp.n_layer)
-        fail("{}: metadata key {}nextn_predict_layers is {} (expected 0..{}block_count - 1 = {})", file, p, nextn, p,
-             hp.n_layer - 1);
-      hp.n_layer_nextn = nextn;
-      hp.n_layer -= nextn;
+      // hparams_check's nextn_predict_layers rule rejects a count outside 0..block_count - 1.
+      hp.n_layer_nextn = get_i("nextn_predict_layers", 0);
+      if (hp.n_layer_nextn >= 0 && hp.n_layer_nextn < hp.n_layer) hp.n_layer -= hp.n_layer_nextn;
       break;
     }
     case Arch::Deepseek2: {

@@ -215,6 +215,13 @@ std::string leading_dense_block_count(const HparamsView& v) {
                 v.key("block_count"), hp.n_layer - 1);
 }
 
+std::string nextn_predict_layers(const HparamsView& v) {
+  const int64_t nextn = v.hp.n_layer_nextn, blocks = v.md.get_int(v.key("block_count")).value_or(0);
+  if (nextn >= 0 && nextn < blocks) return {};
+  return format("{} is {} (expected 0..{} - 1 = {}: the trailing NextN layers, at least one layer left to run)",
+                v.key("nextn_predict_layers"), nextn, v.key("block_count"), blocks - 1);
+}
+
 std::string block_count(const HparamsView& v) {
   const std::set<int32_t>& layers = v.layers_present();
   // block_count as written: the layers run plus the trailing NextN layers (glm4moe), which the file holds too.
@@ -454,6 +461,7 @@ const HparamRule kRules[] = {
     {"rope_dims", "rope.dimension_count even, >= 2, <= the head dimension (MLA: < key_length_mla)", rope_dims},
     {"expert_used_count", "expert_used_count in 1..expert_count (0 without experts)", expert_used_count},
     {"expert_groups", "grouped routing: groups <= 64 divide expert_count, 1 <= used groups <= groups, the kept groups hold >= expert_used_count experts", expert_groups},
+    {"nextn_predict_layers", "nextn_predict_layers (glm4moe) in 0..block_count-1", nextn_predict_layers},
     {"leading_dense_block_count", "leading_dense_block_count in 0..block_count-1 (a MoE model has a MoE layer)", leading_dense_block_count},
     // Against the tensors of the file.
     {"block_count", "block_count = the number of blk.N layers present, numbered 0..block_count-1", block_count},

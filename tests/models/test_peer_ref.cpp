@@ -22,6 +22,7 @@
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
 #include "runtime/synth/synth_model.hpp"
+#include "runtime/tokenizer/pretokenizer.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/run_util.hpp"
 
@@ -92,4 +93,49 @@ TEST_CASE("glm4moe (tiny, NextN layer ignored) matches ik_llama.cpp: logits and 
 
 TEST_CASE("deepseek2 with 384 experts (tiny Kimi-K2) matches ik_llama.cpp: logits and greedy tokens") {
   check_against_peer("tiny-kimi-k2-f32");
+}
+
+TEST_CASE("files whose tokenizer says deepseek-coder, kimi-k2 or glm4 load, tokenize and run") {
+  // (A DeepSeek file with pre-tokenizer deepseek-coder used to be refused at load.)
+  struct Case {
+    const char* preset;
+    const char* pre;
+    std::vector<std::string> words;  // split of "Hi 123中文" by that pre-tokenizer (llama.cpp's rules)
+  };
+  const Case cases[] = {
+      {"tiny-deepseek2", "deepseek-coder", {"Hi", " ", "1", "2", "3", "中文"}},
+      {"tiny-kimi-k2", "kimi-k2", {"Hi", " ", "123", "中文"}},
+      {"tiny-glm4moe", "glm4", {"Hi", " ", "123", "中文"}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.pre);
+    synth::SynthModel m = synth::build_synth_model({c.preset, GgmlType::F32, "", 0});
+    for (auto& [k, v] : m.metadata)
+      if (k == "tokenizer.ggml.pre") v = gguf::Value{gguf::ValueType::STRING, std::string(c.pre)};
+    test::TempDir dir;
+    const std::string path = dir.file("m.gguf");
+    synth::write_synth_model(m, path);
+    auto g = gguf::GgufModel::open(path);
+    const auto tok = tokenizer::Tokenizer::from_gguf(g);
+    const std::vector<int32_t> ids = tok.encode("Hi 123\xE4\xB8\xAD\xE6\x96\x87", false, false);
+    CHECK(tokenizer::pre_type_name(tok.vocab().pre().type) == c.pre);
+    CHECK(tokenizer::PreTokenizer(tok.vocab().pre().type).split_utf8("Hi 123\xE4\xB8\xAD\xE6\x96\x87") == c.words);
+    // The pieces spell the text back, each word in whole tokens (BPE never merges across words).
+    std::string text;
+    size_t word = 0, in_word = 0;
+    for (int32_t id : ids) {
+      const std::string piece = tok.token_to_piece(id);
+      text += piece;
+      in_word += piece.size();
+      REQUIRE(word < c.words.size());
+      CHECK(in_word <= c.words[word].size());
+      if (in_word == c.words[word].size()) ++word, in_word = 0;
+    }
+    CHECK(text == "Hi 123\xE4\xB8\xAD\xE6\x96\x87");
+    auto model = models::load_model(g);
+    auto cache = model->new_cache(32);
+    std::vector<float> logits;
+    model->forward(ids, cache, logits);
+    CHECK(logits.size() == static_cast<size_t>(model->hparams().n_vocab));
+  }
 }
