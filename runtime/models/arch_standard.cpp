@@ -1,9 +1,9 @@
 // Architectures with standard multi-head attention (GQA) and MoE FFNs: llama (Mixtral-style experts),
-// qwen2moe, qwen3moe, olmoe, glm4moe. Differences are tensor bindings: Q/K/V biases (qwen2moe; optional
+// qwen2moe, qwen3moe, olmoe, glm4moe, minimax-m2. Differences are tensor bindings: Q/K/V biases (qwen2moe; optional
 // elsewhere), per-head Q/K RMSNorm (qwen3moe; glm4moe when the file has it) or full-width Q/K RMSNorm
-// (olmoe), RoPE type (NORM for llama, NEOX otherwise) over rope.dimension_count dims of each head
-// (glm4moe: half of them), the FFN norm's name (glm4moe: post_attention_norm). glm4moe's NextN layers
-// (blk.n_layer.. ) are never bound. Source: llama.cpp src/models/{llama,qwen2moe,qwen3moe,olmoe,glm4-moe}.cpp.
+// (olmoe, minimax-m2), RoPE type (NORM for llama, NEOX otherwise) over rope.dimension_count dims of each head
+// (glm4moe, minimax-m2: half of them), the FFN norm's name (glm4moe: post_attention_norm). glm4moe's NextN layers
+// (blk.n_layer.. ) are never bound. Source: llama.cpp src/models/{llama,qwen2moe,qwen3moe,olmoe,glm4-moe,minimax-m2}.cpp.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -41,7 +41,7 @@ class StandardModel final : public Model {
       if (hp_.arch == Arch::Qwen3Moe) {
         L.q_norm = vector_f32(g, name(il, "attn_q_norm"), dk);
         L.k_norm = vector_f32(g, name(il, "attn_k_norm"), dk);
-      } else if (hp_.arch == Arch::Olmoe) {
+      } else if (hp_.arch == Arch::Olmoe || hp_.arch == Arch::MinimaxM2) {
         L.q_norm = vector_f32(g, name(il, "attn_q_norm"), nq);
         L.k_norm = vector_f32(g, name(il, "attn_k_norm"), nk);
         L.full_width_norm = true;

@@ -16,15 +16,16 @@ const char* arch_name(Arch a) {
     case Arch::Olmoe: return "olmoe";
     case Arch::GptOss: return "gpt-oss";
     case Arch::Glm4Moe: return "glm4moe";
+    case Arch::MinimaxM2: return "minimax-m2";
   }
   return "?";
 }
 
 Arch arch_from_name(const std::string& name, const std::string& file) {
   for (Arch a : {Arch::Llama, Arch::Qwen2Moe, Arch::Qwen3Moe, Arch::Deepseek2, Arch::Olmoe, Arch::GptOss,
-                 Arch::Glm4Moe})
+                 Arch::Glm4Moe, Arch::MinimaxM2})
     if (name == arch_name(a)) return a;
-  fail("{}: unsupported architecture {} (supported: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe)", file,
+  fail("{}: unsupported architecture {} (supported: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe, minimax-m2)", file,
        name);
 }
 
@@ -132,6 +133,18 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
       // hparams_check's nextn_predict_layers rule rejects a count outside 0..block_count - 1.
       hp.n_layer_nextn = get_i("nextn_predict_layers", 0);
       if (hp.n_layer_nextn >= 0 && hp.n_layer_nextn < hp.n_layer) hp.n_layer -= hp.n_layer_nextn;
+      break;
+    }
+    case Arch::MinimaxM2: {
+      // MiniMax-M2 (llama.cpp LLM_ARCH_MINIMAX_M2): NEOX RoPE on rope.dimension_count (rotary_dim 64 of
+      // head_dim 128) dims, sigmoid routing with exp_probs_b, top-k weights always renormalised and not
+      // scaled (its graph passes norm_w = true, scale_w = false), no shared expert, no dense layer.
+      hp.rope_type = RopeType::Neox;
+      const int64_t g = get_i("expert_gating_func", 2);
+      if (g < 0 || g > 2) fail("{}: {}expert_gating_func {} (expected 1 softmax or 2 sigmoid)", file, p, g);
+      hp.gating = g == 1 ? Gating::Softmax : Gating::Sigmoid;
+      hp.norm_topk_prob = true;
+      hp.expert_weights_scale = 1.0f;
       break;
     }
     case Arch::Deepseek2: {

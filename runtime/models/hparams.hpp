@@ -15,9 +15,9 @@
 namespace moetier::models {
 
 /// Architectures moetier recognises (GGUF general.architecture strings).
-enum class Arch { Llama, Qwen2Moe, Qwen3Moe, Deepseek2, Olmoe, GptOss, Glm4Moe };
+enum class Arch { Llama, Qwen2Moe, Qwen3Moe, Deepseek2, Olmoe, GptOss, Glm4Moe, MinimaxM2 };
 
-/// "llama", "qwen2moe", "qwen3moe", "deepseek2", "olmoe", "gpt-oss", "glm4moe".
+/// "llama", "qwen2moe", "qwen3moe", "deepseek2", "olmoe", "gpt-oss", "glm4moe", "minimax-m2".
 const char* arch_name(Arch a);
 /// Parses general.architecture; throws Error "FILE: unsupported architecture NAME (supported: ...)".
 Arch arch_from_name(const std::string& name, const std::string& file);

@@ -14,7 +14,8 @@ std::unique_ptr<Model> load_model(const gguf::GgufModel& g) {
     case Arch::Qwen2Moe:
     case Arch::Qwen3Moe:
     case Arch::Olmoe:
-    case Arch::Glm4Moe: return make_standard_model(g, std::move(hp));
+    case Arch::Glm4Moe:
+    case Arch::MinimaxM2: return make_standard_model(g, std::move(hp));
     case Arch::Deepseek2: return make_deepseek2_model(g, std::move(hp));
     case Arch::GptOss: break;
   }

@@ -339,6 +339,30 @@ void build_glm4moe(ModelBuilder& b, int64_t n_vocab) {
   }
 }
 
+// MiniMax-M2 (convert_hf_to_gguf.py MiniMaxM2Model): Q/K RMSNorm over the whole projection (widths
+// n_head x head_dim and n_head_kv x head_dim), rope.dimension_count = rotary_dim, sigmoid routing with
+// exp_probs_b, experts expert_feed_forward_length wide, no shared expert, no dense layer.
+void build_minimax_m2(ModelBuilder& b, int64_t n_vocab) {
+  const Preset& p = b.p();
+  common_keys(b, p.n_head_kv);
+  b.arch_u32("attention.key_length", p.head_dim);
+  b.arch_u32("attention.value_length", p.head_dim);
+  b.arch_u32("rope.dimension_count", p.n_rot > 0 ? p.n_rot : p.head_dim);
+  b.arch_u32("expert_feed_forward_length", p.n_ff_exp);
+  b.arch_u32("expert_gating_func", p.gating_func);
+  b.arch_u32("vocab_size", n_vocab);
+  global_tensors(b, n_vocab);
+  for (int64_t il = 0; il < p.n_layer; ++il) {
+    b.weight(blk(il, "attn_norm.weight"), {p.n_embd}, true);
+    mha(b, il, false);
+    b.weight(blk(il, "attn_q_norm.weight"), {p.n_head * p.head_dim}, true);
+    b.weight(blk(il, "attn_k_norm.weight"), {p.n_head_kv * p.head_dim}, true);
+    b.weight(blk(il, "ffn_norm.weight"), {p.n_embd}, true);
+    routed_experts(b, il, p.n_ff_exp);
+    b.f32_tensor(blk(il, "exp_probs_b.bias"), {p.n_expert}, 0.05f);
+  }
+}
+
 }  // namespace
 
 void build_architecture(ModelBuilder& b, int64_t n_vocab) {
@@ -350,6 +374,7 @@ void build_architecture(ModelBuilder& b, int64_t n_vocab) {
   if (a == "deepseek2") return build_deepseek2(b, n_vocab);
   if (a == "gpt-oss") return build_gpt_oss(b, n_vocab);
   if (a == "glm4moe") return build_glm4moe(b, n_vocab);
+  if (a == "minimax-m2") return build_minimax_m2(b, n_vocab);
   fail("synth: no tensor layout for architecture {}", a);
 }
 

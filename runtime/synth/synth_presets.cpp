@@ -186,6 +186,22 @@ std::vector<Preset> make_presets() {
     p.n_expert_groups = 1, p.n_group_used = 1, p.bos_id = 163584, p.eos_id = 163585;
     v.push_back(p);
   }
+  // MiniMax-M2: https://huggingface.co/MiniMaxAI/MiniMax-M2/blob/main/config.json — hidden_size 3072,
+  // num_hidden_layers 62, 48 heads, 8 KV heads, head_dim 128, rotary_dim 64, use_qk_norm (per layer,
+  // over all heads), intermediate_size 1536 (per expert), num_local_experts 256, num_experts_per_tok 8,
+  // scoring_func sigmoid with e_score_correction_bias, vocab_size 200064, max_position_embeddings 196608,
+  // rope_theta 5e6, rms_norm_eps 1e-6, untied (its 3 MTP modules are not converted).
+  {
+    Preset p;
+    p.name = "minimax-m2";
+    p.arch = "minimax-m2";
+    p.source = "https://huggingface.co/MiniMaxAI/MiniMax-M2/blob/main/config.json";
+    p.n_vocab = 200064, p.n_ctx = 196608, p.n_embd = 3072, p.n_layer = 62, p.n_head = 48, p.n_head_kv = 8;
+    p.head_dim = 128, p.n_rot = 64, p.n_ff = 1536, p.n_ff_exp = 1536, p.n_expert = 256, p.n_expert_used = 8;
+    p.gating_func = 2, p.expert_weights_norm = true, p.exp_probs_b = true, p.qk_norm = true;
+    p.rms_eps = 1e-6f, p.rope_freq_base = 5e6f;
+    v.push_back(p);
+  }
 
   // ---- tiny models: same architectures and tensor layouts, small dimensions ----
   auto tiny = [](std::string name, std::string arch) {
@@ -263,6 +279,13 @@ std::vector<Preset> make_presets() {
     // converted by mainline llama.cpp only with these widths.
     p.q_lora_rank = 32, p.kv_lora_rank = 512, p.qk_nope_dim = 16, p.qk_rope_dim = 64, p.v_head_dim = 16;
     p.gating_func = 2, p.expert_weights_norm = true, p.expert_weights_scale = 2.827f, p.exp_probs_b = true;
+    v.push_back(p);
+  }
+  {  // MiniMax-M2-style: full-width Q/K norm, partial rotary, sigmoid routing with a score bias
+    Preset p = tiny("tiny-minimax-m2", "minimax-m2");
+    p.n_rot = 16, p.n_ff = 256, p.n_ff_exp = 256, p.n_expert = 16, p.n_expert_used = 4;
+    p.gating_func = 2, p.expert_weights_norm = true, p.exp_probs_b = true, p.qk_norm = true;
+    p.rms_eps = 1e-6f, p.rope_freq_base = 5e6f;
     v.push_back(p);
   }
   return v;

@@ -14,7 +14,7 @@ namespace moetier::synth {
 /// Hyper-parameters of one preset, named as the GGUF keys they become (`<arch>.<key>`).
 struct Preset {
   std::string name;
-  std::string arch;            // general.architecture: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe
+  std::string arch;            // general.architecture: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe, minimax-m2
   std::string source;          // where the numbers come from (config.json URL, or "tiny")
   bool tiny = false;           // small test model (generated in tests)
   int64_t n_vocab = 0;         // vocabulary size of the real model (self-made vocab is padded to it)

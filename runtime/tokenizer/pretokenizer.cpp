@@ -74,6 +74,7 @@ constexpr NameEntry kNames[] = {
     {"chatglm-bpe", {PreType::kGlm4, false, false, true}},
     {"kimi-k2", {PreType::kKimiK2, false, false, false}},
     {"deepseek-coder", {PreType::kDeepseekCoder, false, false, false}},
+    {"minimax-m2", {PreType::kGpt4o, false, false, false}},  // llama.cpp: the o200k pattern
 };
 
 // Walks one piece of codepoints the way llama.cpp's hand-written splitters do: positions outside the

@@ -77,9 +77,10 @@ void check_hparams(const models::ModelHparams& hp, const Preset& p, int64_t n_vo
 
 TEST_CASE("presets: names, alias and errors") {
   CHECK(find_preset("deepseek-r1").name == "deepseek-v3");
-  CHECK(tiny_presets().size() == 9);
+  CHECK(tiny_presets().size() == 10);
   for (const char* n : {"deepseek-v3", "deepseek-v2-lite", "qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b",
-                        "olmoe-1b-7b", "gpt-oss-20b", "glm-4.5-air", "glm-4.5", "kimi-k2"}) {
+                        "olmoe-1b-7b", "gpt-oss-20b", "glm-4.5-air", "glm-4.5", "kimi-k2",
+                        "minimax-m2"}) {
     CAPTURE(n);
     CHECK(!find_preset(n).tiny);
     CHECK(find_preset(n).source.find("https://huggingface.co/") == 0);

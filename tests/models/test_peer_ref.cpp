@@ -1,5 +1,6 @@
 // Reference checks of architectures with no llama.cpp golden in ../shared: glm4moe (tiny-glm4moe, with
-// its NextN layer) and a Kimi-K2-shaped deepseek2 with 384 experts (tiny-kimi-k2), F32 weights.
+// its NextN layer), a Kimi-K2-shaped deepseek2 with 384 experts (tiny-kimi-k2) and minimax-m2
+// (tiny-minimax-m2), F32 weights.
 // The models are made here by synth (deterministic: preset, type, seed 0); tests/models/peer_ref/*.json
 // hold what ik_llama.cpp (commit 8337e4c, CPU) computed for the same files: the prompt's token ids,
 // the last prompt position's logits, and a 16-token greedy continuation (see peer_ref/README.md).
@@ -95,6 +96,10 @@ TEST_CASE("deepseek2 with 384 experts (tiny Kimi-K2) matches ik_llama.cpp: logit
   check_against_peer("tiny-kimi-k2-f32");
 }
 
+TEST_CASE("minimax-m2 (tiny: full-width Q/K norm, partial rotary) matches ik_llama.cpp: logits and greedy tokens") {
+  check_against_peer("tiny-minimax-m2-f32");
+}
+
 TEST_CASE("files whose tokenizer says deepseek-coder, kimi-k2 or glm4 load, tokenize and run") {
   // (A DeepSeek file with pre-tokenizer deepseek-coder used to be refused at load.)
   struct Case {
@@ -106,6 +111,7 @@ TEST_CASE("files whose tokenizer says deepseek-coder, kimi-k2 or glm4 load, toke
       {"tiny-deepseek2", "deepseek-coder", {"Hi", " ", "1", "2", "3", "中文"}},
       {"tiny-kimi-k2", "kimi-k2", {"Hi", " ", "123", "中文"}},
       {"tiny-glm4moe", "glm4", {"Hi", " ", "123", "中文"}},
+      {"tiny-minimax-m2", "minimax-m2", {"Hi", " ", "123", "中文"}},
   };
   for (const Case& c : cases) {
     CAPTURE(c.pre);
@@ -118,7 +124,9 @@ TEST_CASE("files whose tokenizer says deepseek-coder, kimi-k2 or glm4 load, toke
     auto g = gguf::GgufModel::open(path);
     const auto tok = tokenizer::Tokenizer::from_gguf(g);
     const std::vector<int32_t> ids = tok.encode("Hi 123\xE4\xB8\xAD\xE6\x96\x87", false, false);
-    CHECK(tokenizer::pre_type_name(tok.vocab().pre().type) == c.pre);
+    tokenizer::PreTypeInfo want;
+    REQUIRE(tokenizer::lookup_pre_type(c.pre, want));
+    CHECK(tok.vocab().pre().type == want.type);
     CHECK(tokenizer::PreTokenizer(tok.vocab().pre().type).split_utf8("Hi 123\xE4\xB8\xAD\xE6\x96\x87") == c.words);
     // The pieces spell the text back, each word in whole tokens (BPE never merges across words).
     std::string text;
