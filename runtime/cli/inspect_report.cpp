@@ -32,6 +32,7 @@ Json hparams_json(const models::ModelHparams& hp) {
   j["n_ctx_train"] = hp.n_ctx_train;
   j["n_embd"] = hp.n_embd;
   j["n_layer"] = hp.n_layer;
+  j["n_layer_nextn"] = hp.n_layer_nextn;  // glm4moe NextN layers after the n_layer that run
   j["n_head"] = hp.n_head;
   j["n_head_kv"] = hp.n_head_kv;
   j["head_dim_k"] = hp.head_dim_k;
@@ -125,7 +126,7 @@ Json inspect_report(const InspectInput& in) {
   r["sizes"] = {{"total", s.total},           {"embedding", s.embedding},       {"output", s.output},
                 {"attention", s.attention},   {"norm", s.norm},                 {"dense_ffn", s.dense_ffn},
                 {"shared_experts", s.shared_experts}, {"routed_experts", s.routed_experts}, {"router", s.router},
-                {"other", s.other}};
+                {"other", s.other},           {"nextn", s.nextn}};
   Json layers = Json::array();
   for (const auto& l : s.expert_layers) {
     const uint64_t u = l.uniform_expert_bytes();
@@ -216,7 +217,8 @@ std::string inspect_text(const Json& r) {
   const std::pair<const char*, const char*> rows[] = {
       {"embedding", "embeddings (token_embd)"}, {"output", "output (LM head)"}, {"attention", "attention"},
       {"norm", "norms"}, {"dense_ffn", "dense FFN"}, {"shared_experts", "shared experts"},
-      {"routed_experts", "routed experts"}, {"router", "router"}, {"other", "other"}, {"total", "total"}};
+      {"routed_experts", "routed experts"}, {"router", "router"}, {"other", "other"},
+      {"nextn", "NextN layers (not run)"}, {"total", "total"}};
   for (const auto& [key, label] : rows) line(fmt::format("  {:<26}{}", label, bytes_str(sz[key].get<uint64_t>())));
 
   const Json& layers = r["routed_experts"]["layers"];

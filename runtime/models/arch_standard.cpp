@@ -1,7 +1,9 @@
 // Architectures with standard multi-head attention (GQA) and MoE FFNs: llama (Mixtral-style experts),
-// qwen2moe, qwen3moe, olmoe. Differences are tensor bindings: Q/K/V biases (qwen2moe), per-head Q/K
-// RMSNorm (qwen3moe) or full-width Q/K RMSNorm (olmoe), RoPE type (NORM for llama, NEOX otherwise).
-// Source: llama.cpp src/models/{llama,qwen2moe,qwen3moe,olmoe}.cpp.
+// qwen2moe, qwen3moe, olmoe, glm4moe, minimax-m2. Differences are tensor bindings: Q/K/V biases (qwen2moe; optional
+// elsewhere), per-head Q/K RMSNorm (qwen3moe; glm4moe when the file has it) or full-width Q/K RMSNorm
+// (olmoe, minimax-m2), RoPE type (NORM for llama, NEOX otherwise) over rope.dimension_count dims of each head
+// (glm4moe, minimax-m2: half of them), the FFN norm's name (glm4moe: post_attention_norm). glm4moe's NextN layers
+// (blk.n_layer.. ) are never bound. Source: llama.cpp src/models/{llama,qwen2moe,qwen3moe,olmoe,glm4-moe,minimax-m2}.cpp.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -39,13 +41,17 @@ class StandardModel final : public Model {
       if (hp_.arch == Arch::Qwen3Moe) {
         L.q_norm = vector_f32(g, name(il, "attn_q_norm"), dk);
         L.k_norm = vector_f32(g, name(il, "attn_k_norm"), dk);
-      } else if (hp_.arch == Arch::Olmoe) {
+      } else if (hp_.arch == Arch::Olmoe || hp_.arch == Arch::MinimaxM2) {
         L.q_norm = vector_f32(g, name(il, "attn_q_norm"), nq);
         L.k_norm = vector_f32(g, name(il, "attn_k_norm"), nk);
         L.full_width_norm = true;
+      } else if (hp_.arch == Arch::Glm4Moe) {  // GLM-4.5 (use_qk_norm); Air and 4.6 files have none
+        L.q_norm = optional_vector_f32(g, name(il, "attn_q_norm"), dk);
+        L.k_norm = L.q_norm ? vector_f32(g, name(il, "attn_k_norm"), dk) : nullptr;
       }
       layers_.push_back(L);
     }
+    if (hp_.arch == Arch::Glm4Moe) ffn_norm_name_ = "post_attention_norm";
     rope_.n_rot = static_cast<int>(hp_.n_rot);
     rope_.neox = hp_.rope_type == RopeType::Neox;
     rope_.freq_base = hp_.rope_freq_base;

@@ -15,14 +15,17 @@ const char* arch_name(Arch a) {
     case Arch::Deepseek2: return "deepseek2";
     case Arch::Olmoe: return "olmoe";
     case Arch::GptOss: return "gpt-oss";
+    case Arch::Glm4Moe: return "glm4moe";
+    case Arch::MinimaxM2: return "minimax-m2";
   }
   return "?";
 }
 
 Arch arch_from_name(const std::string& name, const std::string& file) {
-  for (Arch a : {Arch::Llama, Arch::Qwen2Moe, Arch::Qwen3Moe, Arch::Deepseek2, Arch::Olmoe, Arch::GptOss})
+  for (Arch a : {Arch::Llama, Arch::Qwen2Moe, Arch::Qwen3Moe, Arch::Deepseek2, Arch::Olmoe, Arch::GptOss,
+                 Arch::Glm4Moe, Arch::MinimaxM2})
     if (name == arch_name(a)) return a;
-  fail("{}: unsupported architecture {} (supported: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss)", file,
+  fail("{}: unsupported architecture {} (supported: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe, minimax-m2)", file,
        name);
 }
 
@@ -112,6 +115,38 @@ ModelHparams load_hparams(const gguf::Metadata& md, const std::string& file) {
       hp.norm_topk_prob = false;
       hp.sliding_window = get_i("attention.sliding_window", 128);
       break;
+    case Arch::Glm4Moe: {
+      // GLM-4.5 / 4.5-Air / 4.6 (llama.cpp LLM_ARCH_GLM4_MOE): NEOX RoPE on the first
+      // rope.dimension_count dims of each head (partial_rotary_factor 0.5), sigmoid routing (gating
+      // func 0 or absent means sigmoid), routed_scaling_factor as expert_weights_scale, shared experts
+      // expert_shared_count x expert width wide, and nextn_predict_layers trailing NextN (MTP) blocks that
+      // block_count includes but the forward pass does not run.
+      hp.rope_type = RopeType::Neox;
+      const int64_t g = get_i("expert_gating_func", 2);
+      if (g < 0 || g > 2) fail("{}: {}expert_gating_func {} (expected 1 softmax or 2 sigmoid)", file, p, g);
+      hp.gating = g == 1 ? Gating::Softmax : Gating::Sigmoid;
+      hp.norm_topk_prob = md.get_bool(p + "expert_weights_norm").value_or(false);
+      if (!md.contains(p + "expert_shared_feed_forward_length")) {
+        int64_t w = 0;
+        hp.n_ff_shexp = __builtin_mul_overflow(hp.n_ff_exp, hp.n_expert_shared, &w) ? INT64_MAX : w;
+      }
+      // hparams_check's nextn_predict_layers rule rejects a count outside 0..block_count - 1.
+      hp.n_layer_nextn = get_i("nextn_predict_layers", 0);
+      if (hp.n_layer_nextn >= 0 && hp.n_layer_nextn < hp.n_layer) hp.n_layer -= hp.n_layer_nextn;
+      break;
+    }
+    case Arch::MinimaxM2: {
+      // MiniMax-M2 (llama.cpp LLM_ARCH_MINIMAX_M2): NEOX RoPE on rope.dimension_count (rotary_dim 64 of
+      // head_dim 128) dims, sigmoid routing with exp_probs_b, top-k weights always renormalised and not
+      // scaled (its graph passes norm_w = true, scale_w = false), no shared expert, no dense layer.
+      hp.rope_type = RopeType::Neox;
+      const int64_t g = get_i("expert_gating_func", 2);
+      if (g < 0 || g > 2) fail("{}: {}expert_gating_func {} (expected 1 softmax or 2 sigmoid)", file, p, g);
+      hp.gating = g == 1 ? Gating::Softmax : Gating::Sigmoid;
+      hp.norm_topk_prob = true;
+      hp.expert_weights_scale = 1.0f;
+      break;
+    }
     case Arch::Deepseek2: {
       hp.rope_type = RopeType::Norm;
       const int64_t g = get_i("expert_gating_func", 1);  // 1 softmax (V2), 2 sigmoid (V3)

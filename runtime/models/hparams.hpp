@@ -15,9 +15,9 @@
 namespace moetier::models {
 
 /// Architectures moetier recognises (GGUF general.architecture strings).
-enum class Arch { Llama, Qwen2Moe, Qwen3Moe, Deepseek2, Olmoe, GptOss };
+enum class Arch { Llama, Qwen2Moe, Qwen3Moe, Deepseek2, Olmoe, GptOss, Glm4Moe, MinimaxM2 };
 
-/// "llama", "qwen2moe", "qwen3moe", "deepseek2", "olmoe", "gpt-oss".
+/// "llama", "qwen2moe", "qwen3moe", "deepseek2", "olmoe", "gpt-oss", "glm4moe", "minimax-m2".
 const char* arch_name(Arch a);
 /// Parses general.architecture; throws Error "FILE: unsupported architecture NAME (supported: ...)".
 Arch arch_from_name(const std::string& name, const std::string& file);
@@ -36,7 +36,8 @@ struct ModelHparams {
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
   int64_t n_embd = 0;
-  int64_t n_layer = 0;
+  int64_t n_layer = 0;        // transformer layers run by forward (block_count less the NextN layers)
+  int64_t n_layer_nextn = 0;  // trailing NextN / MTP layers (glm4moe nextn_predict_layers): loaded-and-ignored
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim_k = 0;  // per-head key width (attention.key_length, default n_embd / n_head)

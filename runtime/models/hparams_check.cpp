@@ -84,7 +84,8 @@ std::string expert_ffn_key(const HparamsView& v) {
 
 std::string shared_ffn_key(const HparamsView& v) {
   if (v.has_key("expert_shared_feed_forward_length")) return v.key("expert_shared_feed_forward_length");
-  if (is_mla(v)) return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
+  if (is_mla(v) || v.hp.arch == Arch::Glm4Moe)
+    return format("{} {} x {}", v.key("expert_shared_count"), v.hp.n_expert_shared, expert_ffn_key(v));
   if (v.hp.arch == Arch::Qwen2Moe) return named(v, "expert_shared_feed_forward_length", "feed_forward_length");
   return named(v, "expert_shared_feed_forward_length", "the routed expert width");
 }
@@ -225,9 +226,17 @@ std::string leading_dense_block_count(const HparamsView& v) {
                 v.key("block_count"), hp.n_layer - 1);
 }
 
+std::string nextn_predict_layers(const HparamsView& v) {
+  const int64_t nextn = v.hp.n_layer_nextn, blocks = v.md.get_int(v.key("block_count")).value_or(0);
+  if (nextn >= 0 && nextn < blocks) return {};
+  return format("{} is {} (expected 0..{} - 1 = {}: the trailing NextN layers, at least one layer left to run)",
+                v.key("nextn_predict_layers"), nextn, v.key("block_count"), blocks - 1);
+}
+
 std::string block_count(const HparamsView& v) {
   const std::set<int32_t>& layers = v.layers_present();
-  const int64_t n = static_cast<int64_t>(layers.size()), n_layer = v.hp.n_layer;
+  // block_count as written: the layers run plus the trailing NextN layers (glm4moe), which the file holds too.
+  const int64_t n = static_cast<int64_t>(layers.size()), n_layer = v.hp.n_layer + v.hp.n_layer_nextn;
   const std::string k = v.key("block_count");
   if (layers.empty()) return format("{} is {} but the file has no blk.N.* tensors", k, n_layer);
   if (*layers.rbegin() != n - 1) {
@@ -464,6 +473,7 @@ const HparamRule kRules[] = {
     {"rope_dims", "rope.dimension_count even, >= 2, <= the head dimension (MLA: < key_length_mla)", rope_dims},
     {"expert_used_count", "expert_used_count in 1..expert_count (0 without experts)", expert_used_count},
     {"expert_groups", "grouped routing: groups <= 64 divide expert_count, 1 <= used groups <= groups, the kept groups hold >= expert_used_count experts", expert_groups},
+    {"nextn_predict_layers", "nextn_predict_layers (glm4moe) in 0..block_count-1", nextn_predict_layers},
     {"leading_dense_block_count", "leading_dense_block_count in 0..block_count-1 (a MoE model has a MoE layer)", leading_dense_block_count},
     // Against the tensors of the file.
     {"block_count", "block_count = the number of blk.N layers present, numbered 0..block_count-1", block_count},

@@ -106,7 +106,7 @@ void Model::load_common() {
   for (int il = 0; il < hp_.n_layer; ++il) {
     LayerFfn& L = layers_[il];
     L.attn_norm = vector_f32(g, blk(il, attn_norm_name_.c_str()), n_embd);
-    L.ffn_norm = vector_f32(g, blk(il, hp_.arch == Arch::GptOss ? "post_attention_norm" : "ffn_norm"), n_embd);
+    L.ffn_norm = vector_f32(g, blk(il, hp_.arch == Arch::GptOss ? "post_attention_norm" : ffn_norm_name_.c_str()), n_embd);
     L.moe = hp_.is_moe_layer(il);
     if (!L.moe) {
       L.dense.gate = weight_2d(g, blk(il, "ffn_gate"), hp_.n_ff, n_embd);
@@ -164,11 +164,12 @@ void Model::load_common() {
     } else {
       fail("{}: missing tensor {} (routed experts of layer {})", g.path(), blk(il, "ffn_gate_exps"), il);
     }
-    // deepseek2 with expert_shared_count > 0 and qwen2moe (llama.cpp loads its shared expert
+    // deepseek2 / glm4moe with expert_shared_count > 0 and qwen2moe (llama.cpp loads its shared expert
     // unconditionally) must have the shared expert: require() names the file and a missing tensor instead
     // of silently running without it. Other architectures use one when the file has it.
     const bool shared_required =
-        (hp_.arch == Arch::Deepseek2 && hp_.n_expert_shared > 0) || hp_.arch == Arch::Qwen2Moe;
+        ((hp_.arch == Arch::Deepseek2 || hp_.arch == Arch::Glm4Moe) && hp_.n_expert_shared > 0) ||
+        hp_.arch == Arch::Qwen2Moe;
     if (shared_required || g.find(blk(il, "ffn_gate_shexp"))) {
       const gguf::TensorInfo& t = g.require(blk(il, "ffn_gate_shexp"));
       const int64_t n_sh = t.shape.size() == 2 ? t.shape[0] : hp_.n_ff_shexp;

@@ -131,6 +131,7 @@ class Model {
   FfnExec ffn_{lin_, executor_};
   FfnAct ffn_act_ = FfnAct::SwiGLU;
   std::string attn_norm_name_ = "attn_norm";
+  std::string ffn_norm_name_ = "ffn_norm";  // glm4moe: post_attention_norm
 
  private:
   struct LayerFfn {

@@ -13,7 +13,9 @@ std::unique_ptr<Model> load_model(const gguf::GgufModel& g) {
     case Arch::Llama:
     case Arch::Qwen2Moe:
     case Arch::Qwen3Moe:
-    case Arch::Olmoe: return make_standard_model(g, std::move(hp));
+    case Arch::Olmoe:
+    case Arch::Glm4Moe:
+    case Arch::MinimaxM2: return make_standard_model(g, std::move(hp));
     case Arch::Deepseek2: return make_deepseek2_model(g, std::move(hp));
     case Arch::GptOss: return make_gptoss_model(g, std::move(hp));
   }

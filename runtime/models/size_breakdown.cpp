@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "runtime/models/tensor_roles.hpp"
 
@@ -29,7 +30,7 @@ uint64_t ExpertLayerBytes::top_k_bytes(int64_t k) const {
 }
 
 uint64_t SizeBreakdown::decode_bytes_per_token(int64_t n_expert_used) const {
-  uint64_t bytes = total - routed_experts;
+  uint64_t bytes = total - routed_experts - nextn;
   if (!tied_output) bytes = bytes - embedding + embedding_row_bytes;
   for (const auto& l : expert_layers) bytes += l.top_k_bytes(n_expert_used);
   return bytes;
@@ -39,9 +40,18 @@ SizeBreakdown compute_size_breakdown(const std::vector<gguf::TensorInfo>& tensor
   SizeBreakdown s;
   std::map<int32_t, ExpertLayerBytes> layers;
   bool has_output = false;
+  std::set<int32_t> nextn_layers;  // layers holding blk.N.nextn.* tensors
+  for (const auto& t : tensors)
+    if (const TensorClass c = classify_tensor(t.name);
+        c.layer >= 0 && t.name.find(".nextn.") != std::string::npos)
+      nextn_layers.insert(c.layer);
   for (const auto& t : tensors) {
     s.total += t.n_bytes;
     const TensorClass c = classify_tensor(t.name);
+    if (c.layer >= 0 && nextn_layers.count(c.layer)) {
+      s.nextn += t.n_bytes;
+      continue;
+    }
     switch (c.role) {
       case TensorRole::Embedding:
         s.embedding += t.n_bytes;

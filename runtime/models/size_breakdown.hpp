@@ -43,6 +43,8 @@ struct SizeBreakdown {
   uint64_t routed_experts = 0;  // *_exps (stacked) or ffn_*.E (legacy per-expert)
   uint64_t router = 0;          // ffn_gate_inp (+ bias), exp_probs_b
   uint64_t other = 0;           // names classify_tensor does not know (and implausible expert tensors)
+  uint64_t nextn = 0;           // every tensor of a NextN / MTP layer (one with blk.N.nextn.* tensors, glm4moe):
+                                // loaded-and-ignored, never read by a decode step, in no other field
 
   std::vector<ExpertLayerBytes> expert_layers;  // MoE layers in increasing layer order
   uint64_t embedding_row_bytes = 0;             // one row of token_embd (what a token's lookup reads)

@@ -72,7 +72,7 @@ void common_keys(ModelBuilder& b, int64_t n_head_kv_written) {
   const Preset& p = b.p();
   b.arch_u32("context_length", p.n_ctx);
   b.arch_u32("embedding_length", p.n_embd);
-  b.arch_u32("block_count", p.n_layer);
+  b.arch_u32("block_count", p.n_layer + p.n_nextn);  // glm4moe: NextN layers included
   b.arch_u32("feed_forward_length", p.n_ff);
   b.arch_u32("attention.head_count", p.n_head);
   b.arch_u32("attention.head_count_kv", n_head_kv_written);
@@ -290,6 +290,79 @@ void build_gpt_oss(ModelBuilder& b, int64_t n_vocab) {
   }
 }
 
+// GLM-4.5 (glm4moe, convert_hf_to_gguf.py Glm4MoeModel): partial rotary (rope.dimension_count =
+// head_dim x partial_rotary_factor), Q/K/V biases, optional per-head Q/K norm, post_attention_norm as the
+// FFN norm, leading dense layers, sigmoid routing with exp_probs_b, a shared expert n_ff_exp x
+// n_expert_shared wide; block_count counts the trailing NextN layers, which hold a whole block plus the
+// nextn.* tensors (eh_proj, enorm, hnorm, shared_head_norm).
+void build_glm4moe(ModelBuilder& b, int64_t n_vocab) {
+  const Preset& p = b.p();
+  const int64_t n_blocks = p.n_layer + p.n_nextn;
+  common_keys(b, p.n_head_kv);
+  b.arch_u32("attention.key_length", p.head_dim);
+  b.arch_u32("attention.value_length", p.head_dim);
+  b.arch_u32("rope.dimension_count", p.n_rot > 0 ? p.n_rot : p.head_dim);
+  b.arch_u32("expert_feed_forward_length", p.n_ff_exp);
+  b.arch_u32("expert_shared_count", p.n_expert_shared);
+  b.arch_u32("leading_dense_block_count", p.n_layer_dense_lead);
+  b.arch_u32("expert_gating_func", p.gating_func);
+  b.arch_f32("expert_weights_scale", p.expert_weights_scale);
+  b.arch_bool("expert_weights_norm", p.expert_weights_norm);
+  if (p.n_nextn > 0) b.arch_u32("nextn_predict_layers", p.n_nextn);
+  b.arch_u32("vocab_size", n_vocab);
+  global_tensors(b, n_vocab);
+  const int64_t n_sh = p.n_ff_exp * p.n_expert_shared;
+  for (int64_t il = 0; il < n_blocks; ++il) {
+    b.weight(blk(il, "attn_norm.weight"), {p.n_embd}, true);
+    mha(b, il, p.qkv_bias);
+    if (p.qk_norm) {
+      b.weight(blk(il, "attn_q_norm.weight"), {p.head_dim}, true);
+      b.weight(blk(il, "attn_k_norm.weight"), {p.head_dim}, true);
+    }
+    b.weight(blk(il, "post_attention_norm.weight"), {p.n_embd}, true);
+    if (il < p.n_layer_dense_lead) {
+      b.weight(blk(il, "ffn_gate.weight"), {p.n_ff, p.n_embd});
+      b.weight(blk(il, "ffn_up.weight"), {p.n_ff, p.n_embd});
+      b.weight(blk(il, "ffn_down.weight"), {p.n_embd, p.n_ff});
+    } else {
+      routed_experts(b, il, p.n_ff_exp);
+      if (p.exp_probs_b) b.f32_tensor(blk(il, "exp_probs_b.bias"), {p.n_expert}, 0.05f);
+      b.weight(blk(il, "ffn_gate_shexp.weight"), {n_sh, p.n_embd});
+      b.weight(blk(il, "ffn_up_shexp.weight"), {n_sh, p.n_embd});
+      b.weight(blk(il, "ffn_down_shexp.weight"), {p.n_embd, n_sh});
+    }
+    if (il < p.n_layer) continue;
+    b.weight(blk(il, "nextn.eh_proj.weight"), {p.n_embd, 2 * p.n_embd});
+    b.weight(blk(il, "nextn.enorm.weight"), {p.n_embd}, true);
+    b.weight(blk(il, "nextn.hnorm.weight"), {p.n_embd}, true);
+    b.weight(blk(il, "nextn.shared_head_norm.weight"), {p.n_embd}, true);
+  }
+}
+
+// MiniMax-M2 (convert_hf_to_gguf.py MiniMaxM2Model): Q/K RMSNorm over the whole projection (widths
+// n_head x head_dim and n_head_kv x head_dim), rope.dimension_count = rotary_dim, sigmoid routing with
+// exp_probs_b, experts expert_feed_forward_length wide, no shared expert, no dense layer.
+void build_minimax_m2(ModelBuilder& b, int64_t n_vocab) {
+  const Preset& p = b.p();
+  common_keys(b, p.n_head_kv);
+  b.arch_u32("attention.key_length", p.head_dim);
+  b.arch_u32("attention.value_length", p.head_dim);
+  b.arch_u32("rope.dimension_count", p.n_rot > 0 ? p.n_rot : p.head_dim);
+  b.arch_u32("expert_feed_forward_length", p.n_ff_exp);
+  b.arch_u32("expert_gating_func", p.gating_func);
+  b.arch_u32("vocab_size", n_vocab);
+  global_tensors(b, n_vocab);
+  for (int64_t il = 0; il < p.n_layer; ++il) {
+    b.weight(blk(il, "attn_norm.weight"), {p.n_embd}, true);
+    mha(b, il, false);
+    b.weight(blk(il, "attn_q_norm.weight"), {p.n_head * p.head_dim}, true);
+    b.weight(blk(il, "attn_k_norm.weight"), {p.n_head_kv * p.head_dim}, true);
+    b.weight(blk(il, "ffn_norm.weight"), {p.n_embd}, true);
+    routed_experts(b, il, p.n_ff_exp);
+    b.f32_tensor(blk(il, "exp_probs_b.bias"), {p.n_expert}, 0.05f);
+  }
+}
+
 }  // namespace
 
 void build_architecture(ModelBuilder& b, int64_t n_vocab) {
@@ -300,6 +373,8 @@ void build_architecture(ModelBuilder& b, int64_t n_vocab) {
   if (a == "olmoe") return build_olmoe(b, n_vocab);
   if (a == "deepseek2") return build_deepseek2(b, n_vocab);
   if (a == "gpt-oss") return build_gpt_oss(b, n_vocab);
+  if (a == "glm4moe") return build_glm4moe(b, n_vocab);
+  if (a == "minimax-m2") return build_minimax_m2(b, n_vocab);
   fail("synth: no tensor layout for architecture {}", a);
 }
 

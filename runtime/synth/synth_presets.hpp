@@ -14,7 +14,7 @@ namespace moetier::synth {
 /// Hyper-parameters of one preset, named as the GGUF keys they become (`<arch>.<key>`).
 struct Preset {
   std::string name;
-  std::string arch;            // general.architecture: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss
+  std::string arch;            // general.architecture: llama, qwen2moe, qwen3moe, deepseek2, olmoe, gpt-oss, glm4moe, minimax-m2
   std::string source;          // where the numbers come from (config.json URL, or "tiny")
   bool tiny = false;           // small test model (generated in tests)
   int64_t n_vocab = 0;         // vocabulary size of the real model (self-made vocab is padded to it)
@@ -53,6 +53,10 @@ struct Preset {
   int64_t sliding_window = 0;  // gpt-oss
   bool qkv_bias = false;       // qwen2moe
   bool tied_output = false;    // no output.weight
+  // glm4moe
+  int64_t n_rot = 0;           // rope.dimension_count when < head_dim (partial rotary; 0: head_dim)
+  bool qk_norm = false;        // per-head attn_q_norm / attn_k_norm (GLM-4.5 use_qk_norm)
+  int64_t n_nextn = 0;         // trailing NextN (MTP) layers, included in block_count (nextn_predict_layers)
   int64_t bos_id = -1, eos_id = -1;  // ids of the real tokenizer (informational; self-made vocab sets its own)
 };
 

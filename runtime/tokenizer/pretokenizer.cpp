@@ -70,6 +70,11 @@ constexpr NameEntry kNames[] = {
     {"phi-2", {PreType::kGpt2, false, false, true}},
     {"mpt", {PreType::kGpt2, false, false, true}},
     {"olmo", {PreType::kGpt2, false, false, true}},
+    {"glm4", {PreType::kGlm4, false, false, true}},  // llama.cpp also drops the BOS id (no BOS token)
+    {"chatglm-bpe", {PreType::kGlm4, false, false, true}},
+    {"kimi-k2", {PreType::kKimiK2, false, false, false}},
+    {"deepseek-coder", {PreType::kDeepseekCoder, false, false, false}},
+    {"minimax-m2", {PreType::kGpt4o, false, false, false}},  // llama.cpp: the o200k pattern
 };
 
 // Walks one piece of codepoints the way llama.cpp's hand-written splitters do: positions outside the
@@ -160,6 +165,9 @@ std::string_view pre_type_name(PreType type) {
     case PreType::kDeepseekLlm: return "deepseek-llm";
     case PreType::kDeepseek3: return "deepseek-v3";
     case PreType::kGpt4o: return "gpt-4o";
+    case PreType::kGlm4: return "glm4";
+    case PreType::kKimiK2: return "kimi-k2";
+    case PreType::kDeepseekCoder: return "deepseek-coder";
   }
   return "?";
 }
@@ -250,6 +258,64 @@ std::vector<size_t> split_custom_llama3(std::span<const uint32_t> cpts, std::spa
   return out;
 }
 
+bool is_han(uint32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+         (c >= 0x2A700 && c <= 0x2EBEF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+std::vector<size_t> split_custom_kimi_k2(std::span<const uint32_t> cpts, std::span<const size_t> pieces) {
+  std::vector<size_t> out;
+  out.reserve(pieces.size());
+  size_t start = 0;
+  for (const size_t len : pieces) {
+    PieceCursor p(cpts, start, start + len, out);
+    // A letter that is not a Han ideograph (positions outside the piece are neither).
+    const auto word_letter = [&](size_t pos) { return p.flags(pos).is_letter() && !is_han(p.cpt(pos)); };
+    for (size_t pos = start; pos < start + len;) {
+      const uint32_t c = p.cpt(pos);
+      const CodepointFlags f = p.flags(pos);
+      if (is_han(c)) {  // [\p{Han}]+
+        while (is_han(p.cpt(pos))) ++pos;
+        p.emit(pos);
+        continue;
+      }
+      // [^\r\n\p{L}\p{N}]?<letters except Han>+ then an optional contraction
+      const bool lead = !(is_rn(c) || f.is_letter() || f.is_number());
+      if (word_letter(pos) || (lead && word_letter(pos + 1))) {
+        pos += lead;
+        while (word_letter(pos)) ++pos;
+        if (p.cpt(pos) == '\'') pos += contraction_length(p, pos, true);
+        p.emit(pos);
+        continue;
+      }
+      if (f.is_number()) {  // \p{N}{1,3}
+        size_t group_start = pos;
+        while (p.flags(pos).is_number()) {
+          if (++pos - group_start >= 3) {
+            p.emit(pos);
+            group_start = pos;
+          }
+        }
+        p.emit(pos);
+        continue;
+      }
+      //  ?[^\s\p{L}\p{N}]+[\r\n]*
+      CodepointFlags f2 = c == ' ' ? p.flags(pos + 1) : f;
+      if (not_word(f2) && f2.bits) {
+        pos += (c == ' ');
+        while (not_word(f2) && f2.bits) f2 = p.flags(++pos);
+        while (is_rn(p.cpt(pos))) ++pos;
+        p.emit(pos);
+        continue;
+      }
+      if (split_whitespace(p, pos, true)) continue;
+      p.emit(++pos);
+    }
+    start += len;
+  }
+  return out;
+}
+
 PreTokenizer::PreTokenizer(PreType type) : type_(type) {
   const auto regex = [this](const char* pattern) { steps_.push_back({Custom::kNone, SplitRegex::compile(pattern)}); };
   const auto custom = [this](Custom c) { steps_.push_back({c, SplitRegex{}}); };
@@ -277,6 +343,16 @@ PreTokenizer::PreTokenizer(PreType type) : type_(type) {
       regex(kDeepseek3Main);
       break;
     case PreType::kGpt4o: regex(kGpt4oPattern); break;
+    // glm4's pattern is LLaMA-3's with (?:'[sS]|...) contractions: llama.cpp runs its LLaMA-3 splitter.
+    case PreType::kGlm4: custom(Custom::kLlama3); break;
+    case PreType::kKimiK2: custom(Custom::kKimiK2); break;
+    case PreType::kDeepseekCoder:
+      regex("[\r\n]");
+      regex("\\s?\\p{L}+");
+      regex("\\s?\\p{P}+");
+      regex(kDeepseekCjk);
+      regex("\\p{N}");
+      break;
   }
 }
 
@@ -288,6 +364,7 @@ std::vector<size_t> PreTokenizer::split_lengths(std::span<const uint32_t> cpts) 
     switch (step.custom) {
       case Custom::kGpt2: pieces = split_custom_gpt2(cpts, pieces); break;
       case Custom::kLlama3: pieces = split_custom_llama3(cpts, pieces); break;
+      case Custom::kKimiK2: pieces = split_custom_kimi_k2(cpts, pieces); break;
       case Custom::kNone: {
         auto& sym = step.regex.input() == RegexInput::kCollapsed ? collapsed : wide;
         if (!sym) sym = SplitRegex::to_symbols(cpts, step.regex.input());

@@ -18,7 +18,7 @@
 namespace moetier::tokenizer {
 
 /// Pre-tokenizer families (llama.cpp LLAMA_VOCAB_PRE_TYPE_*) this runtime supports.
-enum class PreType { kDefault, kGpt2, kLlama3, kQwen2, kDeepseekLlm, kDeepseek3, kGpt4o };
+enum class PreType { kDefault, kGpt2, kLlama3, kQwen2, kDeepseekLlm, kDeepseek3, kGpt4o, kGlm4, kKimiK2, kDeepseekCoder };
 
 /// What a tokenizer.ggml.pre name implies, per llama.cpp llama_vocab::impl::load.
 struct PreTypeInfo {
@@ -50,7 +50,7 @@ class PreTokenizer {
   std::vector<std::string> split_utf8(std::string_view text) const;
 
  private:
-  enum class Custom { kNone, kGpt2, kLlama3 };
+  enum class Custom { kNone, kGpt2, kLlama3, kKimiK2 };
   struct Step {
     Custom custom = Custom::kNone;
     SplitRegex regex;
@@ -71,5 +71,16 @@ std::vector<size_t> split_custom_gpt2(std::span<const uint32_t> cpts, std::span<
 /// [^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
 /// (unicode_regex_split_custom_llama3).
 std::vector<size_t> split_custom_llama3(std::span<const uint32_t> cpts, std::span<const size_t> pieces);
+
+/// llama.cpp's hand-written splitter for Kimi-K2 (unicode_regex_split_custom_kimi_k2), which stands for
+/// tokenization_kimi.py's pattern [\p{Han}]+|[^\r\n\p{L}\p{N}]?<letters except Han>+<contraction>?|
+/// \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ . As llama.cpp does, a run of non-Han
+/// letters is one word whatever its case (the Python pattern splits "camelCase" at the capital) and marks
+/// (\p{M}) do not extend it; contractions ('s 't 'm 'd 're 've 'll, any case) stay on their word.
+std::vector<size_t> split_custom_kimi_k2(std::span<const uint32_t> cpts, std::span<const size_t> pieces);
+
+/// Han ideographs as llama.cpp's unicode_cpt_is_han counts them: CJK Unified Ideographs and extensions
+/// A-F, the compatibility ideographs and their supplement.
+bool is_han(uint32_t cpt);
 
 }  // namespace moetier::tokenizer

@@ -140,7 +140,7 @@ Vocab Vocab::from_metadata(const gguf::Metadata& md, const std::string& file) {
     const std::string pre = md.get_string(kKeyPre).value_or("");
     if (!lookup_pre_type(pre, v.pre_))
       fail("{}: {}: pre-tokenizer '{}' is not supported (supported: default, llama-bpe/llama3, qwen2, "
-           "deepseek-llm, deepseek-v3, gpt-4o, gpt-2)",
+           "deepseek-llm, deepseek-coder, deepseek-v3, gpt-4o, gpt-2, glm4, kimi-k2, minimax-m2)",
            file, kKeyPre, pre);
     if (pre.empty()) v.warnings_.push_back(fmt::format("{}: missing {}, using 'default'", file, kKeyPre));
     v.add_space_prefix_ = false;

@@ -71,7 +71,7 @@ void check_one_line_error(const RunResult& r, std::initializer_list<std::string_
 uint64_t sizes_sum(const Json& s) {
   uint64_t n = 0;
   for (const char* k : {"embedding", "output", "attention", "norm", "dense_ffn", "shared_experts", "routed_experts",
-                        "router", "other"})
+                        "router", "other", "nextn"})
     n += s[k].get<uint64_t>();
   return n;
 }

@@ -26,7 +26,7 @@ gguf::TensorInfo tensor(std::string name, GgmlType type, std::vector<int64_t> sh
 
 uint64_t role_sum(const SizeBreakdown& s) {
   return s.embedding + s.output + s.attention + s.norm + s.dense_ffn + s.shared_experts + s.routed_experts + s.router +
-         s.other;
+         s.other + s.nextn;
 }
 
 gguf::GgufModel open_shared(const std::string& stem) {
@@ -113,6 +113,7 @@ TEST_CASE("breakdown of every tiny synth preset sums to the total") {
     CHECK(role_sum(s) == s.total);
     CHECK(s.total == m.tensor_bytes());
     CHECK(s.other == 0);
+    CHECK((s.nextn > 0) == (p.n_nextn > 0));  // glm4moe's NextN layer: counted apart, never as experts
     CHECK(s.attention > 0);
     CHECK(s.norm > 0);
     CHECK(s.router > 0);

@@ -150,6 +150,13 @@ inline std::vector<HparamCase> hparam_cases() {
        {"deepseek2.expert_used_count", "kept"}},
       {"leading_dense_block_count", "tiny-deepseek2", u("deepseek2.leading_dense_block_count", 3), {"deepseek2.leading_dense_block_count", "3"}},
       {"leading_dense_block_count", "tiny-deepseek2", u("deepseek2.leading_dense_block_count", k2p32m1), {"deepseek2.leading_dense_block_count"}},
+      {"nextn_predict_layers", "tiny-glm4moe", u("glm4moe.nextn_predict_layers", 4), {"glm4moe.nextn_predict_layers", "4", "glm4moe.block_count - 1 = 3"}},
+      {"nextn_predict_layers", "tiny-glm4moe", u("glm4moe.nextn_predict_layers", k2p32m1), {"glm4moe.nextn_predict_layers", "4294967295"}},
+      // block_count counts the NextN layer: leaving it out no longer matches the file.
+      {"block_count", "tiny-glm4moe", u("glm4moe.block_count", 3), {"glm4moe.block_count", "4 layers"}},
+      {"rope_dims", "tiny-glm4moe", u("glm4moe.rope.dimension_count", 33), {"glm4moe.rope.dimension_count", "33"}},
+      {"shared_ffn_length", "tiny-glm4moe", [](M& m) { set_shape(m, "blk.1.ffn_up_shexp.weight", {128, 128}); },
+       {"blk.1.ffn_up_shexp.weight", "glm4moe.expert_shared_count 1 x glm4moe.expert_feed_forward_length"}},
       {"block_count", "tiny-mixtral", u("llama.block_count", 3), {"llama.block_count", "blk.2."}},
       {"block_count", "tiny-mixtral", u("llama.block_count", k2p32m1), {"llama.block_count", "4294967295", "2 layers"}},
       {"block_count", "tiny-deepseek2", u("deepseek2.block_count", 2), {"deepseek2.block_count", "3 layers"}},

@@ -2,7 +2,8 @@
 // through a 2-slot cache, random DRAM / NVMe mixes), every eviction policy, with and without next-layer
 // prefetch, with the io_uring reader and with the pread fallback (ReaderOptions::force_pread and env
 // MOETIER_NO_URING=1), the logits of a prefill and several decode steps equal, byte for byte, those of
-// the all-resident run. Models: synthesized tiny-qwen3moe and tiny-deepseek2 (Q4_K requested), and
+// the all-resident run. Models: synthesized tiny-qwen3moe, tiny-deepseek2, tiny-kimi-k2 and tiny-glm4moe
+// (Q4_K requested), and
 // ../shared/models/deepseek2-tiny-q8_0.gguf when present.
 #include <doctest/doctest.h>
 
@@ -136,6 +137,14 @@ TEST_CASE("tiered bit identity: synth tiny-qwen3moe Q4_K") { check_all_plans(syn
 
 TEST_CASE("tiered bit identity: synth tiny-deepseek2 Q4_K (dense lead layer, shared expert, grouped sigmoid)") {
   check_all_plans(synth_reference("tiny-deepseek2"));
+}
+
+TEST_CASE("tiered bit identity: synth tiny-kimi-k2 Q4_K (384 experts: ids past 255 in plans, cache, traces)") {
+  check_all_plans(synth_reference("tiny-kimi-k2"));
+}
+
+TEST_CASE("tiered bit identity: synth tiny-glm4moe Q4_K (its NextN layer's experts are never placed)") {
+  check_all_plans(synth_reference("tiny-glm4moe"));
 }
 
 TEST_CASE("tiered bit identity: ../shared deepseek2-tiny-q8_0" * doctest::skip(moetier::test::no_shared())) {
