@@ -97,7 +97,7 @@ TEST_CASE("forward_batch: each sequence gets the bits of running it alone (share
 
 TEST_CASE("forward_batch: 12 sequences on Q4_K / Q5_0 synth models (experts shared by >= 9 tokens)") {
   test::TempDir dir;
-  for (const char* preset : {"tiny-qwen3moe", "tiny-deepseek2", "tiny-olmoe"})
+  for (const char* preset : {"tiny-qwen3moe", "tiny-deepseek2", "tiny-olmoe", "tiny-glm4moe", "tiny-gpt-oss", "tiny-kimi-k2"})
     for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_0}) {
       const std::string name = std::string(preset) + " " + std::string(ggml_type_name(type));
       CAPTURE(name);
