@@ -138,9 +138,10 @@ void serve(const ServeOptions& o) {
                sc.model_id.c_str(), o.host.c_str(), http.bound_port(), o.parallel, static_cast<long long>(per_slot),
                tmpl.name().c_str());
   g_server = &http;
-  std::thread waiter([&stop_signals] {
+  std::thread waiter([&stop_signals, &engine] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
+    engine.cancel_all();  // streams and waiting answers end now instead of running to max_tokens
     if (g_server) g_server->stop();
   });
   http.serve();

@@ -89,6 +89,15 @@ std::shared_ptr<RequestHandle> BatchEngine::submit(GenRequest r) {
   return h;
 }
 
+void BatchEngine::cancel_all() {
+  {
+    std::lock_guard lock(mu_);
+    cancel_all_ = true;
+    for (auto& q : queue_) q.second->cancel();
+  }
+  cv_.notify_all();
+}
+
 EngineStats BatchEngine::stats() const {
   std::lock_guard lock(mu_);
   return stats_;
@@ -207,14 +216,27 @@ void BatchEngine::loop() {
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] {
-        return stopping_ || !queue_.empty() ||
+        return stopping_ || cancel_all_ || !queue_.empty() ||
                std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->h != nullptr; });
       });
       if (stopping_) return;
     }
+    {
+      std::lock_guard lock(mu_);
+      if (cancel_all_) {
+        for (auto& s : slots_)
+          if (s->h) s->h->cancel();
+        cancel_all_ = false;
+      }
+    }
     admit();
+    // A cancelled request (client gone, or cancel_all) ends with an Error event, so whoever still waits
+    // on it finishes.
     for (auto& s : slots_)
-      if (s->h && s->h->cancelled()) release(*s);
+      if (s->h && s->h->cancelled()) {
+        s->h->push(GenEvent{GenEvent::Kind::Error, "the request was cancelled", "", 0, 0});
+        release(*s);
+      }
     // Whatever goes wrong in a step (non-finite logits, a failed expert read) ends the requests of that
     // step with an Error event; the server keeps serving the others.
     const auto fail_slots = [&](const std::vector<Slot*>& which, const std::exception& e) {

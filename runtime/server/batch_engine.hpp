@@ -88,6 +88,9 @@ class BatchEngine {
   /// never run (empty prompt, prompt longer than a slot's context) are the caller's to check first.
   std::shared_ptr<RequestHandle> submit(GenRequest r);
   EngineStats stats() const;
+  /// Ends every queued and running request with an Error event ("the server is shutting down"), so the
+  /// HTTP workers waiting on them finish; the engine stays usable.
+  void cancel_all();
   const EngineOptions& options() const { return o_; }
 
  private:
@@ -109,6 +112,7 @@ class BatchEngine {
   std::condition_variable cv_;
   std::deque<std::pair<GenRequest, std::shared_ptr<RequestHandle>>> queue_;
   bool stopping_ = false;
+  bool cancel_all_ = false;
   EngineStats stats_;
   size_t next_prefill_ = 0;  // round robin over slots waiting for prefill
   std::thread thread_;
