@@ -4,7 +4,9 @@
 // code moetier follows).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
+#include <cstring>
 #include <cmath>
 #include <fstream>
 #include <iterator>
@@ -104,10 +106,11 @@ TEST_CASE("IQ dequantize_row equals ggml's dequantize_row_* bit for bit (every g
   }
 }
 
-TEST_CASE("IQ vec_dot_scalar matches ggml_vec_dot_* within 2e-6 of sum |w a| (different f32 order)") {
+TEST_CASE("IQ vec_dot_scalar matches ggml_vec_dot_* within 1e-7 of sum |w a| (different f32 order)") {
   // Tolerance: both sides compute exact integer sums; they differ only in how the per-block f32 terms are
   // scaled and added (ggml's AVX2 code: 8-lane fma accumulation; moetier: ggml's generic sequential order),
-  // each step with relative error 2^-24, over at most 32 terms per 1024-element row.
+  // each step with relative error 2^-24, over at most 32 terms per 1024-element row (worst case ~2e-6).
+  // Measured: at most 1.9e-8 (IQ4_XS) against ggml and 1.7e-8 against the exact sum; bound 1e-7.
   for (const auto& c : kIqTypes) {
     INFO(ggml_type_name(c.type));
     const auto w = read_ref(c.type, "dotw");
@@ -119,6 +122,7 @@ TEST_CASE("IQ vec_dot_scalar matches ggml_vec_dot_* within 2e-6 of sum |w a| (di
     REQUIRE(w.size() == want.size() * wrow);
     REQUIRE(a.size() == want.size() * arow);
     std::vector<float> deq(n);
+    double worst_peer = 0, worst_exact = 0;
     for (size_t r = 0; r < want.size(); ++r) {
       const float got = vec_dot_scalar(c.type, w.data() + r * wrow, a.data() + r * arow, n);
       dequantize_row(c.type, w.data() + r * wrow, deq.data(), n);
@@ -129,8 +133,12 @@ TEST_CASE("IQ vec_dot_scalar matches ggml_vec_dot_* within 2e-6 of sum |w a| (di
         mag += std::fabs(p);
       }
       INFO("row " << r << ": moetier " << got << ", ggml " << want[r] << ", exact " << exact);
-      CHECK(std::fabs(double(got) - double(want[r])) <= 2e-6 * mag);
-      CHECK(std::fabs(double(got) - exact) <= 2e-6 * mag);
+      CHECK(std::fabs(double(got) - double(want[r])) <= 1e-7 * mag);
+      CHECK(std::fabs(double(got) - exact) <= 1e-7 * mag);
+      worst_peer = std::max(worst_peer, std::fabs(double(got) - double(want[r])) / mag);
+      worst_exact = std::max(worst_exact, std::fabs(double(got) - exact) / mag);
     }
+    MESSAGE(ggml_type_name(c.type) << ": max |moetier - ggml| / sum |w a| = " << worst_peer
+                                   << ", max |moetier - exact| / sum |w a| = " << worst_exact);
   }
 }
