@@ -130,6 +130,11 @@ inline __m256i delta4(bool n0, bool n1, bool n2, bool n3) {
 }
 struct IqIq1s {
   using Block = BlockIQ1_S;
+  static constexpr bool kUniformDelta = true;  // one delta sign per sub-block: sum(a) from Q8_K's bsums
+  static int delta_scale(const Block& x, int b) {
+    const int h = x.qh[b];
+    return (h & 0x8000 ? -1 : 1) * (2 * ((h >> 12) & 7) + 1);
+  }
   static float scale(const Block& x) { return h2f(x.d); }
   static void decode(const Block& x, int b, __m256i& w, __m256i& dl, __m256i& sc) {
     const uint8_t* q = x.qs + 4 * b;
@@ -144,6 +149,8 @@ struct IqIq1s {
 };
 struct IqIq1m {
   using Block = BlockIQ1_M;
+  static constexpr bool kUniformDelta = false;
+  static int delta_scale(const Block&, int) { return 0; }
   static float scale(const Block& x) { return h2f(iq::iq1m_scale_bits(x)); }
   static void decode(const Block& x, int b, __m256i& w, __m256i& dl, __m256i& sc) {
     const uint8_t* q = x.qs + 4 * b;
@@ -162,23 +169,30 @@ void row_iq1(const GemvArgs& a, int64_t r) {
   const int64_t nbk = a.n_in / kQK_K;
   float acc[T] = {};
   __m256i w[8], wu[8], dl[8], sc[8];
+  int ds[8];
   const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < nbk; ++i) {
     for (int b = 0; b < 8; ++b) {
       F::decode(x[i], b, w[b], dl[b], sc[b]);
       wu[b] = _mm256_sign_epi8(w[b], w[b]);
+      ds[b] = F::delta_scale(x[i], b);
     }
     const float d = F::scale(x[i]);
     for (int t = 0; t < T; ++t) {
       const BlockQ8_K& y = act_k(a, t, i);
       __m256i isum = _mm256_setzero_si256(), dsum = _mm256_setzero_si256();
+      int sumd = 0;
 #pragma GCC unroll 8
       for (int b = 0; b < 8; ++b) {
         const __m256i av = load256(y.qs + 32 * b);
         isum = madd_acc(isum, _mm256_maddubs_epi16(wu[b], _mm256_sign_epi8(av, w[b])), sc[b]);
-        dsum = madd_acc(dsum, _mm256_maddubs_epi16(ones, _mm256_sign_epi8(av, dl[b])), sc[b]);
+        if constexpr (F::kUniformDelta)
+          sumd += ds[b] * (y.bsums[2 * b] + y.bsums[2 * b + 1]);
+        else
+          dsum = madd_acc(dsum, _mm256_maddubs_epi16(ones, _mm256_sign_epi8(av, dl[b])), sc[b]);
       }
-      acc[t] = acc[t] + (d * y.d) * (static_cast<float>(hsum_i32(isum)) + 0.125f * static_cast<float>(hsum_i32(dsum)));
+      if constexpr (!F::kUniformDelta) sumd = hsum_i32(dsum);
+      acc[t] = acc[t] + (d * y.d) * (static_cast<float>(hsum_i32(isum)) + 0.125f * static_cast<float>(sumd));
     }
   }
   for (int t = 0; t < T; ++t) a.y[t * a.ldy + r] = acc[t];
