@@ -122,9 +122,22 @@ TEST_CASE("moetier synth --type IQ... then run --temp 0: the CLI loads, runs and
 
 namespace {
 
-uint64_t fnv1a(const std::string& bytes) {
+/// FNV-1a over every tensor's name, type, shape and bytes (not the metadata, which other features extend).
+uint64_t weights_hash(const synth::SynthModel& m) {
   uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
+  auto add = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
+  };
+  const auto fill = m.fill_fn();
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const auto& t = m.tensors[i];
+    add(t.name.data(), t.name.size());
+    add(&t.type, sizeof t.type);
+    add(t.shape.data(), t.shape.size() * sizeof(int64_t));
+    std::vector<std::byte> bytes(t.n_bytes);
+    fill(i, 0, bytes);
+    add(bytes.data(), bytes.size());
+  }
   return h;
 }
 
@@ -141,15 +154,15 @@ TEST_CASE("tiny qwen3moe with IQ experts: last logits agree with the peer's (ik_
   const std::vector<int32_t> tokens = {1, 17, 250, 3, 99, 4, 311, 42, 7, 400, 12, 5};
   struct Case {
     GgmlType type;
-    uint64_t file_hash;  // FNV-1a of the synthesized file the peer read (catches a changed generator)
+    uint64_t weights_hash;  // of the weights the peer read (catches a changed generator; see weights_hash)
     double bound;        // of max |logit|
   };
   const Case cases[] = {
-      {GgmlType::IQ1_S, 0xd0131efad88aa280ull, 0.04},   {GgmlType::IQ1_M, 0xbd8abd70556f1cacull, 0.04},
-      {GgmlType::IQ2_XXS, 0xd9e03497adbc5d66ull, 0.04}, {GgmlType::IQ2_XS, 0x4c7e6533227db0ebull, 0.04},
-      {GgmlType::IQ2_S, 0x313a95edc50e0590ull, 0.04},   {GgmlType::IQ3_XXS, 0xaab619b6f0a6f0caull, 0.04},
-      {GgmlType::IQ3_S, 0xda8d9b096fc44188ull, 0.04},   {GgmlType::IQ4_XS, 0xaec51182a46be775ull, 0.10},
-      {GgmlType::IQ4_NL, 0xc64d947bd774ecc0ull, 0.04},  {GgmlType::Q8_0, 0x3b31006000bdb86aull, 0.04},
+      {GgmlType::IQ1_S, 0x2557544b791e3992ull, 0.04},   {GgmlType::IQ1_M, 0x274830475fad7f73ull, 0.04},
+      {GgmlType::IQ2_XXS, 0x351088d251d6af4full, 0.04}, {GgmlType::IQ2_XS, 0x00ca6c08818f0abaull, 0.04},
+      {GgmlType::IQ2_S, 0xa6faae0900cc7289ull, 0.04},   {GgmlType::IQ3_XXS, 0xf9a8cffa50675d39ull, 0.04},
+      {GgmlType::IQ3_S, 0x94279a6219a815f9ull, 0.04},   {GgmlType::IQ4_XS, 0xd61b4dc533b8c1bfull, 0.10},
+      {GgmlType::IQ4_NL, 0x7ef42b4a51a4c92cull, 0.04},  {GgmlType::Q8_0, 0xfb5952f01838436bull, 0.04},
   };
   for (const Case& c : cases) {
     const std::string name(ggml_type_name(c.type));
@@ -158,8 +171,8 @@ TEST_CASE("tiny qwen3moe with IQ experts: last logits agree with the peer's (ik_
     test::TempDir dir;
     const std::string path = dir.file("m.gguf");
     synth::write_synth_model(m, path);
-    REQUIRE_MESSAGE(fnv1a(test::slurp(path)) == c.file_hash,
-                    "synth writes other bytes than the file the peer's logits were computed on: regenerate them");
+    REQUIRE_MESSAGE(weights_hash(m) == c.weights_hash,
+                    "synth writes other weights than those the peer's logits were computed on: regenerate them");
     const std::string want_bytes = test::slurp("tests/gguf/iq_peer/" + name + ".f32");
     int32_t next = -1;
     const auto got = last_logits(path, tokens, &next);
