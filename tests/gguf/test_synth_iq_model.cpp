@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "cpu/dequant.hpp"
@@ -27,11 +28,14 @@ using namespace moetier;
 
 namespace {
 
-/// Writes `m` with every IQ tensor replaced by F32 rows dequantised from the bytes `m` would write.
-void write_dequantised(const synth::SynthModel& m, const std::string& path) {
+/// Writes `m` with every tensor whose type `replace` selects (default: the model's requested type) replaced
+/// by F32 rows dequantised from the bytes `m` would write.
+void write_dequantised(const synth::SynthModel& m, const std::string& path,
+                       const std::function<bool(GgmlType)>& replace = {}) {
+  const auto sel = [&](GgmlType t) { return replace ? replace(t) : t == m.type; };
   synth::SynthModel f = m;
   for (auto& t : f.tensors)
-    if (t.type == m.type) {
+    if (sel(t.type)) {
       t.type = GgmlType::F32;
       t.n_bytes = 0;
     }
@@ -39,7 +43,7 @@ void write_dequantised(const synth::SynthModel& m, const std::string& path) {
   auto writer = f.make_writer();
   writer.write(path, [&](size_t i, uint64_t offset, std::span<std::byte> out) {
     const auto& t = m.tensors[i];
-    if (t.type != m.type) return fill(i, offset, out);
+    if (!sel(t.type)) return fill(i, offset, out);
     std::vector<std::byte> q(m.tensors[i].n_bytes);
     fill(i, 0, q);
     const int64_t n_in = t.shape.back();
@@ -51,6 +55,7 @@ void write_dequantised(const synth::SynthModel& m, const std::string& path) {
   });
 }
 
+/// Logits of the last of `tokens` (greedy next token in *next).
 std::vector<float> last_logits(const std::string& path, const std::vector<int32_t>& tokens, int32_t* next) {
   auto g = gguf::GgufModel::open(path);
   auto model = models::load_model(g);
@@ -101,6 +106,55 @@ TEST_CASE("tiny deepseek2 with IQ experts: logits match the dequantised-f32 mode
   }
 }
 
+
+TEST_CASE("an unsloth-style mix (IQ1_S / IQ1_M gate-up, IQ2_XXS / IQ3_XXS down experts, K-quants elsewhere) runs") {
+  // Like DeepSeek-R1's UD-IQ1_S files: per-layer expert types differ and the rest is Q4_K / Q6_K. Both models
+  // share the K-quant matrices, so only the IQ experts' activation quantisation separates them; bound as the
+  // expert-only IQ types above (4%; measured 1.9%).
+  synth::Preset p = synth::find_preset("tiny-deepseek2");
+  p.n_embd = 256, p.n_ff_exp = 256;
+  p.n_expert = 4, p.n_expert_used = 4, p.n_expert_groups = 1, p.n_group_used = 1;
+  synth::SynthModel m = synth::build_synth_model(p, {"", GgmlType::Q4_K, "", 3});
+  std::map<GgmlType, int> count;
+  for (auto& t : m.tensors) {
+    const bool l1 = t.name.rfind("blk.1.", 0) == 0, l2 = t.name.rfind("blk.2.", 0) == 0;
+    GgmlType want = t.type;
+    if (t.name.find("ffn_gate_exps") != std::string::npos || t.name.find("ffn_up_exps") != std::string::npos)
+      want = l1 ? GgmlType::IQ1_S : GgmlType::IQ1_M;
+    else if (t.name.find("ffn_down_exps") != std::string::npos)
+      want = l1 ? GgmlType::IQ2_XXS : GgmlType::IQ3_XXS;
+    else if (t.name.find("ffn_down_shexp") != std::string::npos && t.type == GgmlType::Q4_K)
+      want = GgmlType::Q6_K;
+    if (want != t.type && (l1 || l2)) {
+      t.type = want;
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      t.n_bytes = ggml_row_bytes(want, static_cast<uint64_t>(n));
+    }
+    ++count[t.type];
+  }
+  CHECK(count[GgmlType::IQ1_S] == 2);
+  CHECK(count[GgmlType::IQ1_M] == 2);
+  CHECK(count[GgmlType::IQ2_XXS] == 1);
+  CHECK(count[GgmlType::IQ3_XXS] == 1);
+  CHECK(count[GgmlType::Q6_K] >= 1);
+  test::TempDir dir;
+  const std::string iq_path = dir.file("mix.gguf"), f32_path = dir.file("mix_f32.gguf");
+  synth::write_synth_model(m, iq_path);
+  write_dequantised(m, f32_path, [](GgmlType t) { return cpu::is_iq_type(t); });
+  const std::vector<int32_t> tokens = {1, 300, 22, 7, 150, 9, 64, 4};
+  int32_t next_iq = -1, next_f32 = -2;
+  const auto a = last_logits(iq_path, tokens, &next_iq);
+  const auto b = last_logits(f32_path, tokens, &next_f32);
+  REQUIRE(a.size() == b.size());
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
+    max_ref = std::max(max_ref, std::fabs(double(b[i])));
+  }
+  MESSAGE("mixed IQ model: max |logit diff| / max |logit| = " << max_diff / max_ref);
+  CHECK(max_diff <= 0.04 * max_ref);
+}
 
 TEST_CASE("moetier synth --type IQ... then run --temp 0: the CLI loads, runs and repeats itself") {
   test::TempDir dir;
