@@ -124,6 +124,8 @@ void row_iq_grid(const GemvArgs& a, int64_t r) {
 }
 
 // IQ1_S / IQ1_M: w = grid levels (-1, 0, 1), dl = delta sign per 8-group (+-1 bytes), sc = 2s + 1 halves.
+// The delta term sums (2s + 1) * (+-1) * sum(a) per 8-group: by maddubs for IQ1_M, from Q8_K's bsums for IQ1_S
+// (one sign and scale per sub-block, delta_scale).
 inline __m256i delta4(bool n0, bool n1, bool n2, bool n3) {
   constexpr long long kPos = 0x0101010101010101LL, kNeg = -1LL;
   return _mm256_setr_epi64x(n0 ? kNeg : kPos, n1 ? kNeg : kPos, n2 ? kNeg : kPos, n3 ? kNeg : kPos);
