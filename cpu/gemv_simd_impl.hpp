@@ -455,7 +455,7 @@ void gemv_f16(const GemvArgs& a) { by_tokens<Flt<WF16>::K>(a); }
 void gemv_bf16(const GemvArgs& a) { by_tokens<Flt<WBF16>::K>(a); }
 template <class F> struct IqGrid { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_iq_grid<F, T>>(a); } }; };
 template <class F> struct Iq1 { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_iq1<F, T>>(a); } }; };
-template <int T> struct KIq4Xs { static void run(const GemvArgs& a) { run_rows<row_iq4_xs<T>>(a); } };
+template <int T> struct KIq4Xs { static void run(const GemvArgs& a) { run_iq4_xs<T>(a); } };
 void gemv_iq2_xxs(const GemvArgs& a) { by_tokens<IqGrid<IqIq2xxs>::K>(a); }
 void gemv_iq2_xs(const GemvArgs& a) { by_tokens<IqGrid<IqIq2xs>::K>(a); }
 void gemv_iq2_s(const GemvArgs& a) { by_tokens<IqGrid<IqIq2s>::K>(a); }

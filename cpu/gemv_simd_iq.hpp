@@ -214,7 +214,8 @@ void row_iq1(const GemvArgs& a, int64_t r) {
   for (int t = 0; t < T; ++t) a.y[t * a.ldy + r] = acc[t];
 }
 
-// IQ4_XS: levels from the 16-value table; per 32-block f32 term ((dx * dy) * float(ls - 32)) * float(dot).
+// IQ4_XS: levels from the 16-value table; per 32-block f32 term ((dx * dy) * float(ls - 32)) * float(dot)
+// (one row: the tail of rows8_iq4_xs).
 alignas(16) constexpr int8_t kIq4nlTable[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                                 1,    13,   25,  38,  53,  69,  89,  113};
 inline __m256i iq4_levels(const uint8_t* qs) {
@@ -251,6 +252,52 @@ void row_iq4_xs(const GemvArgs& a, int64_t r) {
     }
   }
   for (int t = 0; t < T; ++t) a.y[t * a.ldy + r] = acc[t];
+}
+
+// IQ4_XS, 8 rows at a time (one row per f32 lane, as rows8_q32): per 32-block the 8 rows' integer dots are
+// reduced into one vector, then acc = acc + ((dx * dy) * float(ls - 32)) * float(dot) lane by lane, which is
+// row_iq4_xs's sequence for each row.
+inline int iq4_xs_ls(const BlockIQ4_XS& x, int b) {
+  return (((x.scales_l[b / 2] >> (4 * (b % 2))) & 15) | (((x.scales_h >> (2 * b)) & 3) << 4)) - 32;
+}
+template <int T>
+void rows8_iq4_xs(const GemvArgs& a, int64_t r0) {
+  const BlockIQ4_XS* w[8];
+  for (int r = 0; r < 8; ++r)
+    w[r] = reinterpret_cast<const BlockIQ4_XS*>(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes);
+  const int64_t nbk = a.n_in / kQK_K;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nbk; ++i) {
+    const __m256 dx = f16x8(w[0][i].d, w[1][i].d, w[2][i].d, w[3][i].d, w[4][i].d, w[5][i].d, w[6][i].d, w[7][i].d);
+    __m256 dxy[T];
+    for (int t = 0; t < T; ++t) dxy[t] = _mm256_mul_ps(dx, _mm256_set1_ps(act_k(a, t, i).d));
+    for (int b = 0; b < 8; ++b) {
+      __m256i wv[8], wu[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) {
+        wv[r] = iq4_levels(w[r][i].qs + 16 * b);
+        wu[r] = _mm256_sign_epi8(wv[r], wv[r]);
+      }
+      const __m256 ls = _mm256_cvtepi32_ps(_mm256_setr_epi32(iq4_xs_ls(w[0][i], b), iq4_xs_ls(w[1][i], b),
+          iq4_xs_ls(w[2][i], b), iq4_xs_ls(w[3][i], b), iq4_xs_ls(w[4][i], b), iq4_xs_ls(w[5][i], b),
+          iq4_xs_ls(w[6][i], b), iq4_xs_ls(w[7][i], b)));
+      for (int t = 0; t < T; ++t) {
+        const __m256i av = load256(act_k(a, t, i).qs + 32 * b);
+        __m256i p[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) p[r] = dot_u8s8(wu[r], _mm256_sign_epi8(av, wv[r]));
+        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_mul_ps(dxy[t], ls), _mm256_cvtepi32_ps(reduce8(p))));
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(a.y + t * a.ldy + r0, acc[t]);
+}
+template <int T>
+void run_iq4_xs(const GemvArgs& a) {
+  int64_t r = a.row_begin;
+  for (; r + 8 <= a.row_end; r += 8) rows8_iq4_xs<T>(a, r);
+  for (; r < a.row_end; ++r) row_iq4_xs<T>(a, r);
 }
 
 // IQ4_NL: a 32-element format with signed table levels and Q8_0 activations (the Q4_0 path of rows8_q32).
