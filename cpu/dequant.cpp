@@ -351,11 +351,21 @@ bool can_dequantize(GgmlType type) {
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::MXFP4:
       return true;
     default:
-      return false;
+      return is_iq_type(type);
   }
 }
 
-bool can_quantize(GgmlType type) { return can_dequantize(type); }
+bool can_quantize(GgmlType type) { return can_dequantize(type) && !is_iq_type(type); }
+
+bool is_iq_type(GgmlType type) {
+  switch (type) {
+    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:
+    case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
+      return true;
+    default:
+      return false;
+  }
+}
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   check_row(type, n, "dequantize_row");
@@ -397,7 +407,9 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
       return;
     }
     case GgmlType::Q6_K: dequant_q6_k(blocks<BlockQ6_K>(src), dst, nb); return;
-    default: fail("dequantize_row: type {} is not supported", ggml_type_name(type));
+    default:
+      if (detail::dequantize_row_iq(type, src, dst, n)) return;
+      fail("dequantize_row: type {} is not supported", ggml_type_name(type));
   }
 }
 

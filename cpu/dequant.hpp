@@ -11,8 +11,13 @@
 namespace moetier::cpu {
 
 /// True when dequantize_row supports `type`: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K,
-/// MXFP4.
+/// MXFP4 and the IQ types (is_iq_type).
 bool can_dequantize(GgmlType type);
+
+/// True for ggml's IQ weight types moetier reads: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
+/// IQ4_NL, IQ4_XS (dequantize_row and matmul; no quantize_row_ref: their quantizers need an importance
+/// search, `moetier synth` writes random valid blocks instead).
+bool is_iq_type(GgmlType type);
 
 /// True when quantize_row_ref supports `type`: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K,
 /// MXFP4.
@@ -30,6 +35,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 void quantize_row_ref(GgmlType type, const float* src, void* dst, int64_t n);
 
 namespace detail {
+/// IQ rows (dequant_iq.cpp): false when `type` is not an IQ type; n a multiple of the block size (checked).
+bool dequantize_row_iq(GgmlType type, const void* src, float* dst, int64_t n);
 // K-quant reference quantizers (quantize_kquants.cpp); n is a multiple of 256 (checked by the caller).
 void quantize_row_q2_k_ref(const float* x, void* y, int64_t n);
 void quantize_row_q3_k_ref(const float* x, void* y, int64_t n);

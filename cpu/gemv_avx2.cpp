@@ -3,11 +3,15 @@
 // kernel bodies in gemv_simd_impl.hpp have internal linkage).
 #include <immintrin.h>
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <type_traits>
 
 #include "cpu/kernel_registry.hpp"
+#include "cpu/iq_blocks.hpp"
+#include "cpu/iq_decode.hpp"
+#include "cpu/iq_tables.hpp"
 #include "cpu/quant_blocks.hpp"
 
 #if defined(__clang__)

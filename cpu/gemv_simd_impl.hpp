@@ -16,7 +16,8 @@
 //    elements vpmaddubsw, then the sub-block scale applied by vpmaddwd (AVX2) or vpdpwssd (VNNI).
 //  * F16/BF16: one row at a time, two 8-lane accumulators = the 16 canonical lanes. (F32 weights follow
 //    ggml's own F32 orders in ggml_math.cpp and do not come through the registry's SIMD kernels.)
-// Requires: <immintrin.h>, cpu/kernel_registry.hpp, cpu/quant_blocks.hpp included before the pragma.
+// Requires: <immintrin.h>, <array>, cpu/kernel_registry.hpp, cpu/quant_blocks.hpp, cpu/iq_blocks.hpp,
+// cpu/iq_decode.hpp and cpu/iq_tables.hpp included before the pragma.
 #ifndef MOETIER_GEMV_VNNI
 #error "define MOETIER_GEMV_VNNI before including gemv_simd_impl.hpp"
 #endif
@@ -306,6 +307,7 @@ void run_q32(const GemvArgs& a) {
 }
 
 #include "cpu/gemv_simd_kquants.hpp"  // NOLINT: textual part of this file (same namespace and target)
+#include "cpu/gemv_simd_iq.hpp"       // NOLINT: likewise (IQ formats)
 
 template <void (*Row)(const GemvArgs&, int64_t)>
 void run_rows(const GemvArgs& a) {
@@ -451,6 +453,18 @@ void gemv_q5_k(const GemvArgs& a) { by_tokens<KQ5K>(a); }
 void gemv_q6_k(const GemvArgs& a) { by_tokens<KQ6K>(a); }
 void gemv_f16(const GemvArgs& a) { by_tokens<Flt<WF16>::K>(a); }
 void gemv_bf16(const GemvArgs& a) { by_tokens<Flt<WBF16>::K>(a); }
+template <class F> struct IqGrid { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_iq_grid<F, T>>(a); } }; };
+template <class F> struct Iq1 { template <int T> struct K { static void run(const GemvArgs& a) { run_rows<row_iq1<F, T>>(a); } }; };
+template <int T> struct KIq4Xs { static void run(const GemvArgs& a) { run_iq4_xs<T>(a); } };
+void gemv_iq2_xxs(const GemvArgs& a) { by_tokens<IqGrid<IqIq2xxs>::K>(a); }
+void gemv_iq2_xs(const GemvArgs& a) { by_tokens<IqGrid<IqIq2xs>::K>(a); }
+void gemv_iq2_s(const GemvArgs& a) { by_tokens<IqGrid<IqIq2s>::K>(a); }
+void gemv_iq3_xxs(const GemvArgs& a) { by_tokens<IqGrid<IqIq3xxs>::K>(a); }
+void gemv_iq3_s(const GemvArgs& a) { by_tokens<IqGrid<IqIq3s>::K>(a); }
+void gemv_iq1_s(const GemvArgs& a) { by_tokens<Iq1<IqIq1s>::K>(a); }
+void gemv_iq1_m(const GemvArgs& a) { by_tokens<Iq1<IqIq1m>::K>(a); }
+void gemv_iq4_xs(const GemvArgs& a) { by_tokens<KIq4Xs>(a); }
+void gemv_iq4_nl(const GemvArgs& a) { by_tokens<Q32<FmtIQ4_NL>::K>(a); }
 
 }  // namespace
 }  // namespace moetier::cpu
@@ -459,4 +473,6 @@ void gemv_bf16(const GemvArgs& a) { by_tokens<Flt<WBF16>::K>(a); }
 // file (gemv_avx2.cpp, gemv_avx512.cpp) defines K to make its GemvKernel entries.
 #define MOETIER_GEMV_KERNEL_LIST(K)                                                                           \
   K(Q4_K, q4_k), K(BF16, bf16), K(Q8_0, q8_0), K(Q5_K, q5_k), K(Q6_K, q6_k), K(Q4_0, q4_0), K(F16, f16),   \
-      K(MXFP4, mxfp4), K(Q2_K, q2_k), K(Q3_K, q3_k), K(Q4_1, q4_1), K(Q5_0, q5_0), K(Q5_1, q5_1)
+      K(MXFP4, mxfp4), K(Q2_K, q2_k), K(Q3_K, q3_k), K(Q4_1, q4_1), K(Q5_0, q5_0), K(Q5_1, q5_1),          \
+      K(IQ2_XXS, iq2_xxs), K(IQ2_XS, iq2_xs), K(IQ2_S, iq2_s), K(IQ3_XXS, iq3_xxs), K(IQ3_S, iq3_s),          \
+      K(IQ1_S, iq1_s), K(IQ1_M, iq1_m), K(IQ4_XS, iq4_xs), K(IQ4_NL, iq4_nl)

@@ -34,6 +34,11 @@ constexpr GemvKernel kScalarKernels[] = {
     MOETIER_SCALAR(Q5_1, "q5_1.scalar"), MOETIER_SCALAR(Q8_0, "q8_0.scalar"), MOETIER_SCALAR(MXFP4, "mxfp4.scalar"),
     MOETIER_SCALAR(Q2_K, "q2_k.scalar"), MOETIER_SCALAR(Q3_K, "q3_k.scalar"), MOETIER_SCALAR(Q4_K, "q4_k.scalar"),
     MOETIER_SCALAR(Q5_K, "q5_k.scalar"), MOETIER_SCALAR(Q6_K, "q6_k.scalar"),
+    MOETIER_SCALAR(IQ2_XXS, "iq2_xxs.scalar"), MOETIER_SCALAR(IQ2_XS, "iq2_xs.scalar"),
+    MOETIER_SCALAR(IQ2_S, "iq2_s.scalar"), MOETIER_SCALAR(IQ3_XXS, "iq3_xxs.scalar"),
+    MOETIER_SCALAR(IQ3_S, "iq3_s.scalar"), MOETIER_SCALAR(IQ1_S, "iq1_s.scalar"),
+    MOETIER_SCALAR(IQ1_M, "iq1_m.scalar"), MOETIER_SCALAR(IQ4_NL, "iq4_nl.scalar"),
+    MOETIER_SCALAR(IQ4_XS, "iq4_xs.scalar"),
 };
 #undef MOETIER_SCALAR
 

@@ -16,6 +16,13 @@
 //      Q2_K/Q4_K/Q5_K: t = (dy * d) * float(isum) - (dy * dmin) * float(msum), msum = sum_j m_j * bsum_j
 //      Q3_K/Q6_K:      t = (dy * d) * float(isum)   (signed levels: Q3_K -4..3, Q6_K -32..31)
 //      acc = acc + t, super-blocks ascending.
+//  * IQ types (vec_dot_iq.cpp), ggml's generic order; levels w (grid * sign, IQ4 table values), s raw scales:
+//      IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS/IQ3_S (x) Q8_K: bsum = sum_halves (2s + 1) * sum w * a (int),
+//        acc = acc + (dx * dy) * float(bsum); result = f * acc, f = 1/8 (IQ2), 1/4 (IQ3_XXS), 1 (IQ3_S)
+//      IQ1_S/IQ1_M (x) Q8_K: acc = acc + (dx * dy) * (float(sumi) + 0.125f * float(sumd)), sumi =
+//        sum (2s + 1) * sum w * a, sumd = sum (2s + 1) * (±1 per 8-group) * sum a
+//      IQ4_XS (x) Q8_K: per 32-block, acc = acc + ((dx * dy) * float(ls - 32)) * float(isum_b)
+//      IQ4_NL (x) Q8_0: as Q4_0 with the table levels.
 //  * F32: ggml_vec_dot_f32's order, F32DotOrder::kVecDot of ggml_math.hpp (four 16-lane fma accumulators
 //      per 64 elements, reduced, then the n % 64 tail added one by one). gemm_rows may use ggml's tiled
 //      order instead for batches (F32Path in matmul.hpp); F32 weights bypass the kernel registry.
@@ -31,7 +38,8 @@
 namespace moetier::cpu {
 
 /// The activation type a weight type multiplies with (ggml type_traits_cpu vec_dot_type):
-/// F32->F32, F16->F16, BF16->BF16, Q4_0/Q5_0/Q8_0/MXFP4->Q8_0, Q4_1/Q5_1->Q8_1, Q2_K..Q6_K->Q8_K.
+/// F32->F32, F16->F16, BF16->BF16, Q4_0/Q5_0/Q8_0/MXFP4/IQ4_NL->Q8_0, Q4_1/Q5_1->Q8_1, Q2_K..Q6_K and the
+/// other IQ types->Q8_K.
 /// Throws moetier::Error for a weight type without a CPU matmul.
 GgmlType vec_dot_type_for(GgmlType weight_type);
 
@@ -46,5 +54,10 @@ int64_t matmul_block_size(GgmlType weight_type);
 /// values (already rounded to F16/BF16 for those weight types) for float types. n is a multiple of the
 /// block size (unchecked; this is the inner reference of gemm_rows).
 float vec_dot_scalar(GgmlType weight_type, const void* w, const void* act, int64_t n);
+
+namespace detail {
+/// IQ part of vec_dot_scalar (vec_dot_iq.cpp): false when weight_type is not an IQ type.
+bool vec_dot_iq(GgmlType weight_type, const void* w, const void* act, int64_t n, float& out);
+}  // namespace detail
 
 }  // namespace moetier::cpu

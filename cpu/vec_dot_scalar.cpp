@@ -221,9 +221,12 @@ GgmlType vec_dot_type_for(GgmlType weight_type) {
     case GgmlType::F32: return GgmlType::F32;
     case GgmlType::F16: return GgmlType::F16;
     case GgmlType::BF16: return GgmlType::BF16;
-    case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: case GgmlType::MXFP4: return GgmlType::Q8_0;
+    case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: case GgmlType::MXFP4: case GgmlType::IQ4_NL:
+      return GgmlType::Q8_0;
     case GgmlType::Q4_1: case GgmlType::Q5_1: return GgmlType::Q8_1;
     case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:
+    case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ4_XS:
       return GgmlType::Q8_K;
     default: fail("CPU matmul: weight type {} is not supported", ggml_type_name(weight_type));
   }
@@ -234,6 +237,8 @@ bool can_matmul(GgmlType weight_type) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0: case GgmlType::Q5_0:
     case GgmlType::Q8_0: case GgmlType::MXFP4: case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q2_K:
     case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:
+    case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
       return true;
     default:
       return false;
@@ -266,7 +271,11 @@ float vec_dot_scalar(GgmlType weight_type, const void* w, const void* act, int64
       const auto* wb = static_cast<const uint16_t*>(w);
       return dot_lanes16(n, static_cast<const float*>(act), [wb](int64_t i) { return bf16_to_f32(wb[i]); });
     }
-    default: fail("vec_dot_scalar: weight type {} is not supported", ggml_type_name(weight_type));
+    default: {
+      float out;
+      if (detail::vec_dot_iq(weight_type, w, act, n, out)) return out;
+    }
+      fail("vec_dot_scalar: weight type {} is not supported", ggml_type_name(weight_type));
   }
 }
 

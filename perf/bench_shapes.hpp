@@ -38,6 +38,10 @@ inline std::vector<std::byte> quantized_pattern(GgmlType type, int64_t n_in) {
   std::mt19937 rng(7);
   std::normal_distribution<float> g(0.0f, 0.02f);
   std::vector<std::byte> pattern(rb * kPatternRows);
+  if (!cpu::can_quantize(type)) {  // IQ types: random bytes (every index pattern is valid; speed only)
+    for (auto& b : pattern) b = static_cast<std::byte>(rng() & 0x3f);  // small fp16 scales, no inf / NaN
+    return pattern;
+  }
   for (int64_t r = 0; r < kPatternRows; ++r) {
     for (auto& v : x) v = g(rng);
     cpu::quantize_row_ref(type, x.data(), pattern.data() + r * rb, n_in);

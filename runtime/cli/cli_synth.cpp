@@ -63,7 +63,8 @@ void register_synth(CLI::App& app) {
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("synth", "Write a GGUF model of a preset architecture with seeded random weights");
   sub->add_option("--preset", a->preset, "Preset name (--list-presets shows them)");
-  sub->add_option("--type", a->type, "Weight type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K MXFP4")
+  sub->add_option("--type", a->type, "Weight type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K MXFP4 "
+                  "IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ4_NL IQ4_XS")
       ->capture_default_str();
   sub->add_option("--vocab-from", a->vocab_from, "Copy every tokenizer.* key from this GGUF (default: self-made BPE)");
   sub->add_option("--seed", a->seed, "Random seed (same seed, same bytes)")

@@ -11,6 +11,8 @@ bool is_supported_weight_type(GgmlType t) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0: case GgmlType::Q4_1:
     case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0: case GgmlType::Q2_K: case GgmlType::Q3_K:
     case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: case GgmlType::MXFP4:
+    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:  // IQ quants
+    case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
       return true;
     default:
       return false;
@@ -29,7 +31,8 @@ void check_shape(const gguf::GgufModel& m, const gguf::TensorInfo& t, const std:
          shape_str(want));
   if (!is_supported_weight_type(t.type))
     fail("{}: tensor {}: unsupported tensor type {} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
-         "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4)",
+         "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, "
+         "IQ4_XS)",
          m.file_path(t.file_index), t.name, ggml_type_name(t.type));
 }
 

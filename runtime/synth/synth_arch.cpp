@@ -16,9 +16,22 @@ GgmlType fallback_type(GgmlType t, int64_t n_in) {
     case GgmlType::Q4_K: t = GgmlType::Q5_0; break;
     case GgmlType::Q5_K: t = GgmlType::Q5_1; break;
     case GgmlType::Q6_K: t = GgmlType::Q8_0; break;
+    case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S:
+    case GgmlType::IQ3_XXS: case GgmlType::IQ3_S: case GgmlType::IQ4_XS: t = GgmlType::IQ4_NL; break;
     default: break;
   }
   return n_in % ggml_type_info(t).block_size == 0 ? t : GgmlType::F16;
+}
+
+/// Types synth writes for routed experts only (other matrices Q8_0): MXFP4 and the 1-3-bit IQ types.
+bool expert_only_type(GgmlType t) {
+  switch (t) {
+    case GgmlType::MXFP4: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S: case GgmlType::IQ3_XXS: case GgmlType::IQ3_S:
+      return true;
+    default:
+      return false;
+  }
 }
 
 std::string blk(int64_t il, const char* what) { return "blk." + std::to_string(il) + "." + what; }
@@ -47,7 +60,7 @@ void ModelBuilder::weight(const std::string& name, std::vector<int64_t> shape, b
   } else {
     const auto role = models::classify_tensor(name).role;
     GgmlType want = m_.type;
-    if (want == GgmlType::MXFP4 && role != models::TensorRole::RoutedExpert) want = GgmlType::Q8_0;
+    if (expert_only_type(want) && role != models::TensorRole::RoutedExpert) want = GgmlType::Q8_0;
     t.type = role == models::TensorRole::Router ? GgmlType::F32 : fallback_type(want, n_in);
   }
   t.kind = norm ? ValueKind::Norm : ValueKind::Weight;

@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "common/half.hpp"
+#include "cpu/iq_blocks.hpp"
 #include "cpu/quant_blocks.hpp"
 
 namespace moetier::synth {
@@ -166,6 +167,33 @@ void gen_mxfp4(const Ctx& c, Rng& r, uint8_t* dst) {
   std::memcpy(dst, &b, sizeof(b));
 }
 
+// IQ types: every grid index, sign and scale bit pattern is valid, so the packed fields are random bytes
+// and only the fp16 super-scale is set (IQ4: with a random sign, as their level tables are not symmetric).
+template <typename Block>
+void gen_iq_random(const Ctx& c, Rng& r, uint8_t* dst) {
+  Block b;
+  r.bytes(reinterpret_cast<uint8_t*>(&b), sizeof(b));
+  const uint16_t d = fp16_of(jitter(c, r));
+  std::memcpy(&b, &d, 2);  // d is the first field of every IQ block but IQ1_M
+  std::memcpy(dst, &b, sizeof(b));
+}
+template <typename Block>
+void gen_iq4(const Ctx& c, Rng& r, uint8_t* dst) {
+  Block b;
+  r.bytes(reinterpret_cast<uint8_t*>(&b), sizeof(b));
+  const uint16_t d = fp16_of(r.next() & 1 ? jitter(c, r) : -jitter(c, r));
+  std::memcpy(&b, &d, 2);
+  std::memcpy(dst, &b, sizeof(b));
+}
+void gen_iq1_m(const Ctx& c, Rng& r, uint8_t* dst) {
+  cpu::BlockIQ1_M b;
+  r.bytes(reinterpret_cast<uint8_t*>(&b), sizeof(b));
+  const uint16_t d = fp16_of(jitter(c, r));
+  for (int k = 0; k < 4; ++k)  // nibble k of the fp16 scale: top nibble of the k-th u16 of scales
+    b.scales[2 * k + 1] = static_cast<uint8_t>((b.scales[2 * k + 1] & 0x0F) | (((d >> (4 * k)) & 15) << 4));
+  std::memcpy(dst, &b, sizeof(b));
+}
+
 struct TypeGen {
   GgmlType type;
   GenFn fn;
@@ -180,6 +208,16 @@ constexpr TypeGen kGens[] = {
     {GgmlType::Q5_0, gen_q5_0, 9.23f},       {GgmlType::Q5_1, gen_q5_1, 9.23f},
     {GgmlType::Q4_K, gen_q4_k, 219.0f},      {GgmlType::Q5_K, gen_q5_k, 438.4f},
     {GgmlType::Q6_K, gen_q6_k, 1470.0f},     {GgmlType::MXFP4, gen_mxfp4, 5.85f},
+    // IQ: rms of (scale factor * level) over the grid and uniform scale fields (computed from the tables).
+    {GgmlType::IQ2_XXS, gen_iq_random<cpu::BlockIQ2_XXS>, 53.4f},
+    {GgmlType::IQ2_XS, gen_iq_random<cpu::BlockIQ2_XS>, 55.9f},
+    {GgmlType::IQ2_S, gen_iq_random<cpu::BlockIQ2_S>, 56.4f},
+    {GgmlType::IQ3_XXS, gen_iq_random<cpu::BlockIQ3_XXS>, 142.4f},
+    {GgmlType::IQ3_S, gen_iq_random<cpu::BlockIQ3_S>, 140.2f},
+    {GgmlType::IQ1_S, gen_iq_random<cpu::BlockIQ1_S>, 7.2f},
+    {GgmlType::IQ1_M, gen_iq1_m, 7.2f},
+    {GgmlType::IQ4_NL, gen_iq4<cpu::BlockIQ4_NL>, 67.4f},
+    {GgmlType::IQ4_XS, gen_iq4<cpu::BlockIQ4_XS>, 1246.0f},
 };
 
 const TypeGen* find_gen(GgmlType t) {

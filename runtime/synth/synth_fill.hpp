@@ -26,7 +26,7 @@ struct FillSpec {
 };
 
 /// Types fill_tensor_bytes can write: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
-/// MXFP4.
+/// MXFP4, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS.
 bool can_synthesize(GgmlType type);
 
 /// Per-tensor stream key from the user's seed and the tensor's index in the file.

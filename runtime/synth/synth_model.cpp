@@ -45,6 +45,15 @@ uint32_t file_type_of(GgmlType type) {
     case GgmlType::Q6_K: return 18;
     case GgmlType::BF16: return 32;
     case GgmlType::MXFP4: return 38;  // MOSTLY_MXFP4_MOE
+    case GgmlType::IQ2_XXS: return 19;
+    case GgmlType::IQ2_XS: return 20;
+    case GgmlType::IQ3_XXS: return 23;
+    case GgmlType::IQ1_S: return 24;
+    case GgmlType::IQ4_NL: return 25;
+    case GgmlType::IQ3_S: return 26;
+    case GgmlType::IQ2_S: return 28;
+    case GgmlType::IQ4_XS: return 30;
+    case GgmlType::IQ1_M: return 31;
     default: fail("synth: no llama.cpp file type for {}", ggml_type_name(type));
   }
 }
@@ -58,7 +67,8 @@ SynthModel build_synth_model(const Preset& preset, const SynthOptions& opts) {
   m.seed = opts.seed;
   if (!can_synthesize(opts.type))
     fail("synth: cannot write {} weights (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, "
-         "Q6_K, MXFP4)", ggml_type_name(opts.type));
+         "Q6_K, MXFP4, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS)",
+         ggml_type_name(opts.type));
 
   // Tokenizer first: it fixes n_vocab.
   std::vector<std::pair<std::string, gguf::Value>> tok;

@@ -5,7 +5,8 @@
 // tensors, which stay F32 as llama-quantize leaves them; a tensor whose rows do not divide into the
 // type's blocks falls back as llama-quantize does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, other
 // 32-blocks -> F16). MXFP4 (gpt-oss's expert format) applies to routed experts only; the other
-// matrices are then Q8_0.
+// matrices are then Q8_0; so do the 1-3-bit IQ types (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, as
+// in the low-bit DeepSeek-R1 files), which fall back to IQ4_NL for rows not a multiple of 256 (IQ4_XS too).
 #pragma once
 
 #include <cstdint>

@@ -173,6 +173,17 @@ inline void randomize_row(GgmlType type, uint8_t* row, int64_t n, std::mt19937& 
         put16(b + 2, random_f16(rng, 1e-4f, 0.01f, false));
         break;
       case GgmlType::Q6_K: put16(b + 208, random_f16(rng, 1e-4f, 0.01f, true)); break;
+      // IQ types: every index / sign / scale bit pattern is valid; only the fp16 super-scale needs care.
+      case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:
+      case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
+        put16(b, random_f16(rng, 1e-4f, 0.01f, true));
+        break;
+      case GgmlType::IQ1_M: {  // fp16 scale nibble k = top nibble of the k-th u16 of scales (offset 48)
+        const uint16_t h = random_f16(rng, 1e-4f, 0.01f, true);
+        for (int k = 0; k < 4; ++k)
+          b[49 + 2 * k] = static_cast<uint8_t>((b[49 + 2 * k] & 0x0f) | (((h >> (4 * k)) & 15) << 4));
+        break;
+      }
       default: break;
     }
   }

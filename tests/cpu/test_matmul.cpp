@@ -21,7 +21,9 @@ namespace {
 
 const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
                            GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::MXFP4, GgmlType::Q2_K,
-                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ2_XXS,
+                           GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ1_S,
+                           GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
 struct Problem {
   GgmlType type;
@@ -217,7 +219,7 @@ TEST_CASE("argument checks throw moetier::Error at the API boundary") {
   std::vector<float> y(8);
   ActivationBuffer act;
   CHECK_THROWS_AS(quantize_activations(GgmlType::Q4_K, x.data(), 2, 500, act), Error);
-  CHECK_THROWS_AS(quantize_activations(GgmlType::IQ4_XS, x.data(), 2, 512, act), Error);
+  CHECK_THROWS_AS(quantize_activations(GgmlType::TQ1_0, x.data(), 2, 512, act), Error);
   quantize_activations(GgmlType::Q4_K, x.data(), 2, 512, act);
   CHECK_THROWS_AS(gemm_rows(GgmlType::Q4_K, w.data(), 256, act, y.data(), 4, 0, 4), Error);  // n_in mismatch
   CHECK_THROWS_AS(gemm_rows(GgmlType::Q8_0, w.data(), 512, act, y.data(), 4, 0, 4), Error);  // wrong act type
@@ -253,7 +255,7 @@ TEST_CASE("kernel registry: scalar always available, explain names the chosen va
     const std::string why = explain_gemv(t, 1, cpu_features());
     CHECK(why.find(std::string(best->name) + ": chosen") != std::string::npos);
   }
-  CHECK(select_gemv(GgmlType::IQ4_XS, 1, Isa::kAvx512) == nullptr);
+  CHECK(select_gemv(GgmlType::TQ1_0, 1, Isa::kAvx512) == nullptr);
   CpuFeatures none;
   const std::string why = explain_gemv(GgmlType::Q4_K, 1, none);
   CHECK(why.find("q4_k.scalar: chosen") != std::string::npos);

@@ -29,7 +29,9 @@ namespace {
 
 const GgmlType kTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
                            GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::MXFP4, GgmlType::Q2_K,
-                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ2_XXS,
+                           GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ1_S,
+                           GgmlType::IQ1_M, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
 
 std::vector<uint8_t> random_weights(GgmlType t, int64_t n_out, int64_t n_in, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -129,7 +131,12 @@ TEST_CASE("prefill GEMM vs ggml's dot-product path on the same rows: f32 roundin
     const size_t rb = ggml_row_bytes(t, static_cast<uint64_t>(n_in));
     std::vector<uint8_t> w(rb * n_out);
     const auto wf = test::gaussian(n_out * n_in, 31);
-    for (int64_t r = 0; r < n_out; ++r) quantize_row_ref(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
+    std::mt19937 rng(33);  // IQ types have no reference quantizer: random valid blocks
+    for (int64_t r = 0; r < n_out; ++r)
+      if (can_quantize(t))
+        quantize_row_ref(t, wf.data() + r * n_in, w.data() + r * rb, n_in);
+      else
+        test::randomize_row(t, w.data() + r * rb, n_in, rng);
     const auto x = test::gaussian(m * n_in, 32);
     ActivationBuffer act;
     quantize_activations(t, x.data(), m, n_in, act, F32Path::kVecDot);
@@ -212,7 +219,7 @@ TEST_CASE("prefill GEMM: argument errors throw moetier::Error") {
   PrefillGemmWorker w;
   std::vector<uint8_t> wt(4096);
   std::vector<float> x(256), y(256);
-  CHECK_THROWS_AS(w.rows(GgmlType::IQ4_XS, wt.data(), 256, x.data(), 1, y.data(), 1, 0, 1), Error);
+  CHECK_THROWS_AS(w.rows(GgmlType::TQ1_0, wt.data(), 256, x.data(), 1, y.data(), 1, 0, 1), Error);
   CHECK_THROWS_AS(w.rows(GgmlType::Q4_K, wt.data(), 100, x.data(), 1, y.data(), 1, 0, 1), Error);  // not a block multiple
   CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 0, y.data(), 1, 0, 1), Error);   // no tokens
   CHECK_THROWS_AS(w.rows(GgmlType::Q8_0, wt.data(), 32, x.data(), 1, y.data(), 1, 0, 2), Error);   // ldy < row_end

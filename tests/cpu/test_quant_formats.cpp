@@ -158,7 +158,7 @@ TEST_CASE("dequantize_row rejects unsupported types and partial blocks") {
   float y[64];
   uint8_t buf[256] = {};
   CHECK_THROWS_AS(dequantize_row(GgmlType::Q4_0, buf, y, 31), Error);
-  CHECK_THROWS_AS(dequantize_row(GgmlType::IQ2_XXS, buf, y, 256), Error);
+  CHECK_THROWS_AS(dequantize_row(GgmlType::TQ1_0, buf, y, 256), Error);
   CHECK_FALSE(can_dequantize(GgmlType::Q8_K));
   CHECK(can_dequantize(GgmlType::MXFP4));
 }

@@ -96,7 +96,7 @@ TEST_CASE("vec_dot_type_for follows ggml's type_traits_cpu pairs") {
   CHECK(vec_dot_type_for(GgmlType::F16) == GgmlType::F16);
   CHECK(vec_dot_type_for(GgmlType::BF16) == GgmlType::BF16);
   CHECK(vec_dot_type_for(GgmlType::F32) == GgmlType::F32);
-  CHECK_THROWS_AS(vec_dot_type_for(GgmlType::IQ2_XXS), Error);
+  CHECK_THROWS_AS(vec_dot_type_for(GgmlType::TQ1_0), Error);
   CHECK_FALSE(can_matmul(GgmlType::Q8_K));
 }
 

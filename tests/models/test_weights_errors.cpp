@@ -1,5 +1,5 @@
 // models::load_model rejects broken models with one moetier::Error naming the file and the tensor (or
-// key) and what was expected: a missing tensor, a wrong shape, an unsupported tensor type (IQ2_XXS), an
+// key) and what was expected: a missing tensor, a wrong shape, an unsupported tensor type (TQ1_0), an
 // F16 norm vector, gpt-oss's sinks and biases, an unsupported architecture; and it does so before any large
 // allocation, even when the metadata claims huge dimensions. Models are tiny presets of `moetier synth`
 // (runtime/synth) with one tensor or key patched before writing; the cases of the hyper-parameter table
@@ -200,14 +200,14 @@ TEST_CASE("a wrong shape is named with the file, the tensor, the shape and the e
   }
 }
 
-TEST_CASE("an unsupported tensor type (IQ2_XXS) or a non-F32 norm is rejected by name") {
+TEST_CASE("an unsupported tensor type (TQ1_0) or a non-F32 norm is rejected by name") {
   TempDir dir;
   {
     synth::SynthModel m = preset("tiny-mixtral");
-    tensor(m, "blk.0.ffn_down_exps.weight").type = GgmlType::IQ2_XXS;  // rows of 256 = one IQ2_XXS block
-    const std::string path = write(dir, m, "iq2.gguf");
+    tensor(m, "blk.0.ffn_down_exps.weight").type = GgmlType::TQ1_0;  // rows of 256 = one TQ1_0 block
+    const std::string path = write(dir, m, "tq1.gguf");
     size_t max_alloc = 0;
-    check_msg(load_error(path, &max_alloc), {path, "blk.0.ffn_down_exps.weight", "IQ2_XXS", "unsupported"});
+    check_msg(load_error(path, &max_alloc), {path, "blk.0.ffn_down_exps.weight", "TQ1_0", "unsupported"});
     CHECK(max_alloc < kSmallAlloc);
   }
   {

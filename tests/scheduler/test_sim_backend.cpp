@@ -127,8 +127,8 @@ TEST_CASE("sim backend: supports declines host weights, empty groups and types w
       {GgmlType::Q4_K, 1, MemoryKind::Host, "sim:0 computes from its own device memory, not host memory"},
       {GgmlType::Q4_K, 1, MemoryKind::PinnedHost, "sim:0 computes from its own device memory, not pinned memory"},
       {GgmlType::Q4_K, 0, MemoryKind::Device, "empty group"},
-      {GgmlType::IQ2_XXS, 1, MemoryKind::Device,
-       "no CPU kernel for IQ2_XXS weights (the simulated device computes with the CPU kernels)"},
+      {GgmlType::TQ1_0, 1, MemoryKind::Device,
+       "no CPU kernel for TQ1_0 weights (the simulated device computes with the CPU kernels)"},
   };
   for (const Case& c : cases) {
     CAPTURE(ggml_type_name(c.type));
