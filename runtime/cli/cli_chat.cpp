@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,7 @@
 #include "common/file_io.hpp"
 #include "runtime/chat/chat_session.hpp"
 #include "runtime/chat/chat_template.hpp"
+#include "runtime/cli/loaded_model.hpp"
 #include "runtime/cli/chat_options.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
@@ -151,38 +153,21 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
   if (!o.dump_logits.empty() || !o.record_routing.empty())
     fail("--dump-logits and --record-routing are not available in chat mode");
   check_tier_files(o.tiers);
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  gp.sampling.temperature = o.temp;
-  gp.sampling.top_k = o.top_k;
-  gp.sampling.top_p = o.top_p;
-  gp.sampling.min_p = o.min_p;
-  gp.sampling.repeat_penalty = o.repeat_penalty;
-  gp.sampling.repeat_last_n = o.repeat_last_n;
-  if (o.seed >= 0) gp.sampling.seed = static_cast<uint64_t>(o.seed);
-  gp.stop_at_eog = !o.ignore_eos;
+  GenerateParams gp = generate_params(o);
   gp.interrupt = &g_interrupt;
-  (void)sampling::Sampler(gp.sampling);  // throws Error for invalid sampling parameters
   // As llama.cpp's conversation mode: -p / -f is the system message when --system is not given.
   std::string system = c.system;
   if (system.empty() && !o.prompt_file.empty()) system = read_input_file(o.prompt_file, "prompt file");
   if (system.empty()) system = o.prompt;
 
-  sched::ThreadPoolOptions po;
-  po.n_threads = o.threads;
-  sched::configure_global_pool(po);
-  const uint64_t rss_before_model = tiered::current_rss_bytes();
-  if (o.no_mmap && o.tiers.any())
-    fail("--no-mmap copies the whole model into memory; it cannot be combined with the tier options");
-  auto g = gguf::GgufModel::open(o.model);
-  const auto tmpl = chat::ChatTemplate::for_model(g, c.chat_template);
-  if (o.no_mmap) copy_weights_to_memory(g);
-  auto model = models::load_model(g);
-  model->set_gemm_min_tokens(o.gemm_min_batch);
-  const auto tok = tokenizer::Tokenizer::from_gguf(g);
-  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
-  if (tok.n_vocab() != model->hparams().n_vocab)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
+  std::optional<chat::ChatTemplate> tmpl_slot;
+  LoadOptions lo{o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch,
+                 [&](const gguf::GgufModel& g) { tmpl_slot = chat::ChatTemplate::for_model(g, c.chat_template); }};
+  LoadedModel lm(o.model, lo);
+  const chat::ChatTemplate& tmpl = *tmpl_slot;
+  auto& model = lm.model;
+  const auto& tok = lm.tok;
+  const uint64_t metadata_bytes = lm.metadata_bytes;
   const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);
   if (o.repeat_last_n == -1) gp.sampling.repeat_last_n = static_cast<int32_t>(n_ctx);
   auto tiers = setup_tiers(*model, o.tiers, RunShape{n_ctx, std::min<int64_t>(n_ctx, 512), metadata_bytes});

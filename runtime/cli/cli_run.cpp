@@ -20,6 +20,7 @@
 #include "runtime/cli/commands.hpp"
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/context_size.hpp"
+#include "runtime/cli/loaded_model.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/run_options.hpp"
 #include "runtime/cli/weights_memory.hpp"
@@ -83,37 +84,14 @@ void run(const RunOptions& o) {
                                   {"--record-routing", o.record_routing},
                                   {"--save-plan", o.tiers.save_plan}});
   }
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  gp.sampling.temperature = o.temp;
-  gp.sampling.top_k = o.top_k;
-  gp.sampling.top_p = o.top_p;
-  gp.sampling.min_p = o.min_p;
-  gp.sampling.repeat_penalty = o.repeat_penalty;
-  gp.sampling.repeat_last_n = o.repeat_last_n;
-  if (o.seed >= 0) gp.sampling.seed = static_cast<uint64_t>(o.seed);
-  gp.stop_at_eog = !o.ignore_eos;
-  (void)sampling::Sampler(gp.sampling);  // throws Error for invalid sampling parameters
+  GenerateParams gp = generate_params(o);
   std::string prompt = o.prompt;
   if (!o.prompt_file.empty()) prompt = read_input_file(o.prompt_file, "prompt file");
 
-  sched::ThreadPoolOptions po;
-  po.n_threads = o.threads;
-  sched::configure_global_pool(po);
-
-  const uint64_t rss_before_model = tiered::current_rss_bytes();
-  if (o.no_mmap && o.tiers.any())
-    fail("--no-mmap copies the whole model into memory; it cannot be combined with --ram-budget, --plan, "
-         "--experts-on-nvme or the device options, which keep part of it elsewhere");
-  auto g = gguf::GgufModel::open(o.model);
-  if (o.no_mmap) copy_weights_to_memory(g);
-  auto model = models::load_model(g);
-  model->set_gemm_min_tokens(o.gemm_min_batch);
-  const auto tok = tokenizer::Tokenizer::from_gguf(g);
-  // What the metadata, the tokenizer and the header pages of the file take (counted in --ram-budget).
-  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
-  if (tok.n_vocab() != model->hparams().n_vocab)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
+  LoadedModel lm(o.model, {o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch});
+  auto& model = lm.model;
+  const auto& tok = lm.tok;
+  const uint64_t metadata_bytes = lm.metadata_bytes;
 
   const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);  // Error when its KV cache cannot fit
   refuse_prompt_that_cannot_fit(tok, prompt, n_ctx);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <pthread.h>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "runtime/chat/chat_template.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
+#include "runtime/cli/loaded_model.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/tier_options.hpp"
 #include "runtime/cli/weights_memory.hpp"
@@ -73,8 +75,6 @@ server::HttpServer* g_server = nullptr;
 void serve(const ServeOptions& o) {
   if (!o.chat_template.empty()) (void)chat::ChatTemplate::by_name(o.chat_template);  // a bad name fails first
   check_tier_files(o.tiers);
-  if (o.no_mmap && o.tiers.any())
-    fail("--no-mmap copies the whole model into memory; it cannot be combined with the tier options");
   // SIGINT / SIGTERM are taken by one thread (sigwait) that stops the server; every other thread,
   // the pool's and the engine's included, is started with them blocked.
   sigset_t stop_signals;
@@ -83,19 +83,14 @@ void serve(const ServeOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  sched::ThreadPoolOptions po;
-  po.n_threads = o.threads;
-  sched::configure_global_pool(po);
-  const uint64_t rss_before_model = tiered::current_rss_bytes();
-  auto g = gguf::GgufModel::open(o.model);
-  if (o.no_mmap) copy_weights_to_memory(g);
-  auto model = models::load_model(g);
-  const chat::ChatTemplate tmpl = chat::ChatTemplate::for_model(g, o.chat_template);
-  model->set_gemm_min_tokens(o.gemm_min_batch);
-  const auto tok = tokenizer::Tokenizer::from_gguf(g);
-  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
-  if (tok.n_vocab() != model->hparams().n_vocab)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), model->hparams().n_vocab);
+  std::optional<chat::ChatTemplate> tmpl_slot;
+  LoadOptions lo{o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch,
+                 [&](const gguf::GgufModel& g) { tmpl_slot = chat::ChatTemplate::for_model(g, o.chat_template); }};
+  LoadedModel lm(o.model, lo);
+  const chat::ChatTemplate& tmpl = *tmpl_slot;
+  auto& model = lm.model;
+  const auto& tok = lm.tok;
+  const uint64_t metadata_bytes = lm.metadata_bytes;
   const int64_t n_ctx = resolve_context(model->hparams(), o.ctx);
   const int64_t per_slot = n_ctx / o.parallel;
   if (per_slot < 1) fail("-c {} is less than one position per slot (--parallel {})", n_ctx, o.parallel);

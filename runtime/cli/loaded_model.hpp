@@ -1,0 +1,51 @@
+// What `run`, `chat` and `serve` open before they generate: the GGUF (mapped, or copied onto 2 MiB
+// pages with --no-mmap), the model, its tokenizer, and the resident bytes opening them took (counted in
+// --ram-budget). Also the sampling and stopping parameters of `run`'s options.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "runtime/cli/run_options.hpp"
+#include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/model.hpp"
+#include "runtime/session/session.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
+
+namespace moetier::cli {
+
+struct LoadOptions {
+  int threads = 0;               // -t: the global pool is configured with it first (0: one per core)
+  bool no_mmap = false;          // --no-mmap (Error with tier options: they keep part of the model elsewhere)
+  bool tiers = false;            // a tier option was given
+  int64_t gemm_min_batch = 32;   // --gemm-min-batch
+  /// Called once the file is open, before the --no-mmap copy and the model load: checks that need only
+  /// the metadata (the chat template) fail before the long part.
+  std::function<void(const gguf::GgufModel&)> on_open;
+};
+
+/// Opens `path` and loads it. Errors (one line, naming the file): --no-mmap with tier options, any load
+/// error, a tokenizer whose size is not the model's vocabulary. Neither copyable nor movable: the model
+/// refers to the GGUF.
+class LoadedModel {
+ public:
+  LoadedModel(const std::string& path, const LoadOptions& o);
+  LoadedModel(const LoadedModel&) = delete;
+  LoadedModel& operator=(const LoadedModel&) = delete;
+
+  gguf::GgufModel g;
+  std::unique_ptr<models::Model> model;
+  tokenizer::Tokenizer tok;
+  uint64_t metadata_bytes = 0;  // resident bytes of the metadata, tokenizer and header pages
+
+ private:
+  uint64_t rss_before_ = 0;
+};
+
+/// GenerateParams of `run`'s options (-n, --temp, --top-k, --top-p, --min-p, --repeat-penalty,
+/// --repeat-last-n, --seed, --ignore-eos); Error for invalid sampling parameters.
+GenerateParams generate_params(const RunOptions& o);
+
+}  // namespace moetier::cli
