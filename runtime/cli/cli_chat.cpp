@@ -160,11 +160,8 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
   if (system.empty() && !o.prompt_file.empty()) system = read_input_file(o.prompt_file, "prompt file");
   if (system.empty()) system = o.prompt;
 
-  std::optional<chat::ChatTemplate> tmpl_slot;
-  LoadOptions lo{o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch,
-                 [&](const gguf::GgufModel& g) { tmpl_slot = chat::ChatTemplate::for_model(g, c.chat_template); }};
-  LoadedModel lm(o.model, lo);
-  const chat::ChatTemplate& tmpl = *tmpl_slot;
+  LoadedModel lm(o.model, {o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch, true, c.chat_template});
+  const chat::ChatTemplate& tmpl = *lm.tmpl;
   auto& model = lm.model;
   const auto& tok = lm.tok;
   const uint64_t metadata_bytes = lm.metadata_bytes;

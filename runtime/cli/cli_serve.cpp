@@ -83,11 +83,8 @@ void serve(const ServeOptions& o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  std::optional<chat::ChatTemplate> tmpl_slot;
-  LoadOptions lo{o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch,
-                 [&](const gguf::GgufModel& g) { tmpl_slot = chat::ChatTemplate::for_model(g, o.chat_template); }};
-  LoadedModel lm(o.model, lo);
-  const chat::ChatTemplate& tmpl = *tmpl_slot;
+  LoadedModel lm(o.model, {o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch, true, o.chat_template});
+  const chat::ChatTemplate& tmpl = *lm.tmpl;
   auto& model = lm.model;
   const auto& tok = lm.tok;
   const uint64_t metadata_bytes = lm.metadata_bytes;

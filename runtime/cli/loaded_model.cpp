@@ -11,7 +11,8 @@ namespace moetier::cli {
 
 namespace {
 /// Configures the pool and checks the options before the file is opened, then opens it.
-gguf::GgufModel open_model(const std::string& path, const LoadOptions& o, uint64_t& rss_before) {
+gguf::GgufModel open_model(const std::string& path, const LoadOptions& o, uint64_t& rss_before,
+                           std::optional<chat::ChatTemplate>& tmpl) {
   if (o.no_mmap && o.tiers)
     fail("--no-mmap copies the whole model into memory; it cannot be combined with --ram-budget, --plan, "
          "--experts-on-nvme or the device options, which keep part of it elsewhere");
@@ -20,14 +21,14 @@ gguf::GgufModel open_model(const std::string& path, const LoadOptions& o, uint64
   sched::configure_global_pool(po);
   rss_before = tiered::current_rss_bytes();
   auto g = gguf::GgufModel::open(path);
-  if (o.on_open) o.on_open(g);
+  if (o.chat) tmpl = chat::ChatTemplate::for_model(g, o.chat_template);
   if (o.no_mmap) copy_weights_to_memory(g);
   return g;
 }
 }  // namespace
 
 LoadedModel::LoadedModel(const std::string& path, const LoadOptions& o)
-    : g(open_model(path, o, rss_before_)), model(models::load_model(g)), tok(tokenizer::Tokenizer::from_gguf(g)) {
+    : g(open_model(path, o, rss_before_, tmpl)), model(models::load_model(g)), tok(tokenizer::Tokenizer::from_gguf(g)) {
   model->set_gemm_min_tokens(o.gemm_min_batch);
   metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_) - rss_before_;
   if (tok.n_vocab() != model->hparams().n_vocab)

@@ -4,10 +4,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 
+#include "runtime/chat/chat_template.hpp"
 #include "runtime/cli/run_options.hpp"
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/model.hpp"
@@ -21,9 +22,10 @@ struct LoadOptions {
   bool no_mmap = false;          // --no-mmap (Error with tier options: they keep part of the model elsewhere)
   bool tiers = false;            // a tier option was given
   int64_t gemm_min_batch = 32;   // --gemm-min-batch
-  /// Called once the file is open, before the --no-mmap copy and the model load: checks that need only
-  /// the metadata (the chat template) fail before the long part.
-  std::function<void(const gguf::GgufModel&)> on_open;
+  /// chat / serve: the model's chat template (--chat-template NAME forces one) is read once the file is
+  /// open, before the --no-mmap copy and the model load, so a template error comes before the long part.
+  bool chat = false;
+  std::string chat_template;
 };
 
 /// Opens `path` and loads it. Errors (one line, naming the file): --no-mmap with tier options, any load
@@ -35,6 +37,7 @@ class LoadedModel {
   LoadedModel(const LoadedModel&) = delete;
   LoadedModel& operator=(const LoadedModel&) = delete;
 
+  std::optional<chat::ChatTemplate> tmpl;  // with LoadOptions::chat
   gguf::GgufModel g;
   std::unique_ptr<models::Model> model;
   tokenizer::Tokenizer tok;
