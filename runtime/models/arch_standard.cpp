@@ -72,6 +72,13 @@ class StandardModel final : public Model {
   }
 
   void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) override {
+    const AttnSeq one{0, n, &cache};
+    attention_batch(il, x, std::span<const AttnSeq>(&one, 1), n, out);
+  }
+
+  // The Q/K/V and output projections run over every row of the batch at once; norms, RoPE, the cache
+  // writes and attention itself per sequence, at its own positions.
+  void attention_batch(int il, const float* x, std::span<const AttnSeq> seqs, int64_t n, float* out) override {
     const Layer& L = layers_[il];
     const int64_t dk = hp_.head_dim_k, dv = hp_.head_dim_v;
     const int64_t nq = hp_.n_head * dk, nk = hp_.n_head_kv * dk, nv = hp_.n_head_kv * dv;
@@ -85,41 +92,44 @@ class StandardModel final : public Model {
     add_bias(k_.data(), L.bk, n, nk);
     add_bias(v_.data(), L.bv, n, nv);
     cs_.resize(static_cast<size_t>(rope_.n_rot));
-    for (int64_t t = 0; t < n; ++t) {
-      float* q = q_.data() + t * nq;
-      float* k = k_.data() + t * nk;
-      if (L.q_norm) {
-        if (L.full_width_norm) {
-          cpu::rms_norm(q, L.q_norm, q, nq, hp_.rms_eps);
-          cpu::rms_norm(k, L.k_norm, k, nk, hp_.rms_eps);
-        } else {
-          for (int64_t h = 0; h < hp_.n_head; ++h) cpu::rms_norm(q + h * dk, L.q_norm, q + h * dk, dk, hp_.rms_eps);
-          for (int64_t h = 0; h < hp_.n_head_kv; ++h)
-            cpu::rms_norm(k + h * dk, L.k_norm, k + h * dk, dk, hp_.rms_eps);
-        }
-      }
-      cpu::rope_cache(rope_, cache.n_past + t, cs_.data());
-      cpu::rope_apply(rope_, cs_.data(), q, hp_.n_head, dk);
-      cpu::rope_apply(rope_, cs_.data(), k, hp_.n_head_kv, dk);
-      std::copy_n(k, nk, cache.k[il].data() + (cache.n_past + t) * nk);
-      std::copy_n(v_.data() + t * nv, nv, cache.v[il].data() + (cache.n_past + t) * nv);
-    }
-    cpu::AttentionArgs a;
-    a.q = q_.data();
-    a.n_tokens = n;
-    a.n_head = hp_.n_head;
-    a.n_head_kv = hp_.n_head_kv;
-    a.d_k = dk;
-    a.d_v = dv;
-    a.k = cache.k[il].data();
-    a.k_stride = nk;
-    a.v = cache.v[il].data();
-    a.v_stride = nv;
-    a.pos0 = cache.n_past;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(dk));
     attn_.resize(static_cast<size_t>(n * hp_.n_head * dv));
-    a.out = attn_.data();
-    run_attention(a, hp_.n_head);
+    for (const AttnSeq& s : seqs) {
+      KvCache& cache = *s.cache;
+      for (int64_t t = 0; t < s.n; ++t) {
+        float* q = q_.data() + (s.row0 + t) * nq;
+        float* k = k_.data() + (s.row0 + t) * nk;
+        if (L.q_norm) {
+          if (L.full_width_norm) {
+            cpu::rms_norm(q, L.q_norm, q, nq, hp_.rms_eps);
+            cpu::rms_norm(k, L.k_norm, k, nk, hp_.rms_eps);
+          } else {
+            for (int64_t h = 0; h < hp_.n_head; ++h) cpu::rms_norm(q + h * dk, L.q_norm, q + h * dk, dk, hp_.rms_eps);
+            for (int64_t h = 0; h < hp_.n_head_kv; ++h)
+              cpu::rms_norm(k + h * dk, L.k_norm, k + h * dk, dk, hp_.rms_eps);
+          }
+        }
+        cpu::rope_cache(rope_, cache.n_past + t, cs_.data());
+        cpu::rope_apply(rope_, cs_.data(), q, hp_.n_head, dk);
+        cpu::rope_apply(rope_, cs_.data(), k, hp_.n_head_kv, dk);
+        std::copy_n(k, nk, cache.k[il].data() + (cache.n_past + t) * nk);
+        std::copy_n(v_.data() + (s.row0 + t) * nv, nv, cache.v[il].data() + (cache.n_past + t) * nv);
+      }
+      cpu::AttentionArgs a;
+      a.q = q_.data() + s.row0 * nq;
+      a.n_tokens = s.n;
+      a.n_head = hp_.n_head;
+      a.n_head_kv = hp_.n_head_kv;
+      a.d_k = dk;
+      a.d_v = dv;
+      a.k = cache.k[il].data();
+      a.k_stride = nk;
+      a.v = cache.v[il].data();
+      a.v_stride = nv;
+      a.pos0 = cache.n_past;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(dk));
+      a.out = attn_.data() + s.row0 * hp_.n_head * dv;
+      run_attention(a, hp_.n_head);
+    }
     lin_(L.wo, attn_.data(), n, out);
   }
 

@@ -289,8 +289,9 @@ void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.attn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
     auto t0 = Clock::now();
-    for (size_t c = 0; c < chunks.size(); ++c)
-      attention(il, cur_.data() + row0[c] * n_embd, rows_of[c], *chunks[c].cache, attn_out_.data() + row0[c] * n_embd);
+    attn_seqs_.clear();
+    for (size_t c = 0; c < chunks.size(); ++c) attn_seqs_.push_back({row0[c], rows_of[c], chunks[c].cache});
+    attention_batch(il, cur_.data(), attn_seqs_, rows, attn_out_.data());
     phase_times_.attention_ns += elapsed_ns(t0);
     if (il == hp_.n_layer - 1 && !opt.all_logits && rows > static_cast<int64_t>(chunks.size())) {
       // Only the last token of each chunk needs logits: keep its row, packed in chunk order.

@@ -118,6 +118,19 @@ class Model {
   virtual int64_t attention_floats_per_token() const = 0;
   /// out [n, n_embd] = attention of layer il over x [n, n_embd] (normed); writes the cache rows.
   virtual void attention(int il, const float* x, int64_t n, KvCache& cache, float* out) = 0;
+  /// Rows [row0, row0 + n) of a batch that belong to one sequence and its cache.
+  struct AttnSeq {
+    int64_t row0 = 0, n = 0;
+    KvCache* cache = nullptr;
+  };
+  /// Attention of several sequences over x / out [n_rows, n_embd] (forward_batch): one attention() per
+  /// sequence by default; an architecture may run its projections over all rows at once (same bits in
+  /// batch-invariant mode, and one read of the weights for the whole batch).
+  virtual void attention_batch(int il, const float* x, std::span<const AttnSeq> seqs, int64_t n_rows, float* out) {
+    (void)n_rows;
+    for (const AttnSeq& s : seqs)
+      attention(il, x + s.row0 * hp_.n_embd, s.n, *s.cache, out + s.row0 * hp_.n_embd);
+  }
   /// cpu::attention for heads [0, n_head) of `a` (positions up to a.pos0 + a.n_tokens - 1), heads split
   /// over the worker pool when the work is large enough (heads are independent: same bits).
   void run_attention(const cpu::AttentionArgs& a, int64_t n_head);
@@ -149,7 +162,8 @@ class Model {
   std::vector<LayerFfn> layers_;
   std::unique_ptr<sched::ExpertSource> resident_;
   std::vector<float> x_, cur_, attn_out_, ffn_out_;
-  std::vector<float> logits_all_;  // the LM head's rows of a batch of several sequences
+  std::vector<float> logits_all_;
+  std::vector<AttnSeq> attn_seqs_;  // the LM head's rows of a batch of several sequences
   PhaseTimes phase_times_;
   std::vector<std::vector<float>> attn_scratch_;  // one score row per pool worker
 };
