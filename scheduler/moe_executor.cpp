@@ -178,7 +178,9 @@ void MoeExecutor::moe(int32_t layer, const TokenRouting& r, const float* x, int6
   }
   if (device_used) {
     const auto t0 = std::chrono::steady_clock::now();
+    trace::Scope span("device wait", "wait");
     device_->wait(ticket);
+    span.end();
     st.device_wait_ns += ns_since(t0);
     st.device_busy_ns += device_->stats().busy_ns - device_busy0;  // only this layer's groups ran since
   }
