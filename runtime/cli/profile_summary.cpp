@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "runtime/cli/profile_trace.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/tiered/device_tier.hpp"
 #include "runtime/tiered/tiered_experts.hpp"
@@ -114,7 +115,13 @@ ProfileSummary summarize(const ProfileInputs& in, const std::vector<trace::Threa
       if (is(e.cat, "model") && is(e.name, "forward")) steps.emplace_back(e.begin_ns, arg_of(e, "tokens"));
       if (is(e.name, "read") && is(e.cat, "io")) s.trace_read_bytes += static_cast<uint64_t>(arg_of(e, "bytes"));
     }
-  s.n_tracks = tracks.size();
+  std::vector<trace::Event> io;  // the I/O track is spread over lanes in trace.json: count those
+  for (const auto& t : events)
+    for (const auto& e : t.events)
+      if (e.track == trace::kIoTrack) io.push_back(e);
+  const auto lanes = assign_lanes(io);
+  tracks.erase(trace::kIoTrack);
+  s.n_tracks = tracks.size() + (lanes.empty() ? 0 : static_cast<size_t>(*std::max_element(lanes.begin(), lanes.end()) + 1));
   std::sort(steps.begin(), steps.end());
   int64_t w0 = 0, w1 = 0;
   for (size_t i = 1; i < steps.size(); ++i)
