@@ -56,7 +56,7 @@ std::string expert_heatmap_svg(const std::vector<std::vector<ExpertHeat>>& heat,
     }
   const int cell = std::clamp(static_cast<int>(960 / std::max<size_t>(n_experts, 1)), 4, 24);
   const int left = 70, top = 50, legend_h = 70;
-  const int width = left + cell * static_cast<int>(n_experts) + 20;
+  const int width = std::max(left + cell * static_cast<int>(n_experts) + 20, 900);  // room for the legend
   const int height = top + cell * static_cast<int>(n_layers) + legend_h;
   std::string s = fmt::format(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" "
@@ -84,13 +84,18 @@ std::string expert_heatmap_svg(const std::vector<std::vector<ExpertHeat>>& heat,
       if (is_dense) s += " (dense layer)";
       if (req) s += fmt::format("; streamed: {} hits, {} prefetched, {} misses", h.hits, h.prefetched, h.misses);
       s += "</title></rect>\n";
-      if (req) {
-        const double fr = static_cast<double>(req);
-        s += fmt::format("<rect class=\"io\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"rgb({},{},{})\"/>\n",
-                         x, y + cell - std::max(2, cell / 4), cell, std::max(2, cell / 4),
-                         std::lround(220.0 * static_cast<double>(h.misses) / fr),
-                         std::lround(170.0 * static_cast<double>(h.hits) / fr),
-                         std::lround(220.0 * static_cast<double>(h.prefetched) / fr));
+      if (req) {  // the demands' outcome: green hits, blue prefetched, red misses, side by side
+        const int bar_h = std::max(2, cell / 4);
+        const uint64_t parts[3] = {h.hits, h.prefetched, h.misses};
+        const char* colours[3] = {"rgb(0,170,0)", "rgb(0,0,220)", "rgb(220,0,0)"};
+        double at = x;
+        for (int i = 0; i < 3; ++i) {
+          const double w = cell * static_cast<double>(parts[i]) / static_cast<double>(req);
+          if (w > 0)
+            s += fmt::format("<rect class=\"io\" x=\"{:.2f}\" y=\"{}\" width=\"{:.2f}\" height=\"{}\" fill=\"{}\"/>\n", at,
+                             y + cell - bar_h, w, bar_h, colours[i]);
+          at += w;
+        }
       }
     }
   }

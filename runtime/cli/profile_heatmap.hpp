@@ -1,8 +1,8 @@
 // The expert heat map of `moetier profile`: an SVG grid of layers (rows) x experts (columns), each cell
 // coloured by how often the router chose that expert (white = never, through yellow and orange to dark
 // red = the most chosen expert of the whole run), and, for experts streamed from NVMe, a bar at the cell's
-// foot whose colour says how their demands went: green all cache hits, blue prefetched, red misses (the
-// bar's red share is the miss share). Every cell carries a <title> with the figures (hover in a browser).
+// foot split in the shares of their demands that were cache hits (green), prefetched (blue) and misses
+// (red). Every cell carries a <title> with the figures (hover in a browser).
 #pragma once
 
 #include <cstdint>
