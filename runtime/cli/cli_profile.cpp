@@ -92,6 +92,32 @@ double machine_disk_gbps(const std::string& path) {
   return best;
 }
 
+/// What recording costs on this thread: ns per Scope with three args while tracing is on (two clock
+/// reads and a copy into the buffer) and while it is off (the branch). Leaves tracing off and the buffers
+/// empty (call after collect()).
+struct RecordCost {
+  double on_ns = 0, off_ns = 0;
+};
+RecordCost measure_record_cost() {
+  constexpr int kN = 200000;
+  const auto time_scopes = [] {
+    const int64_t t0 = trace::now_ns();
+    for (int i = 0; i < kN; ++i) {
+      trace::Scope s("cost", "profile");
+      s.arg("layer", i).arg("expert", i).arg("bytes", i);
+    }
+    return static_cast<double>(trace::now_ns() - t0) / kN;
+  };
+  RecordCost c;
+  trace::clear();
+  trace::set_enabled(true);
+  c.on_ns = time_scopes();
+  trace::set_enabled(false);
+  trace::clear();
+  c.off_ns = time_scopes();
+  return c;
+}
+
 void profile(const ProfileArgs& a) {
   const RunOptions& o = a.run;
   if (o.ctx < 0) fail("-c {} (expected >= 0; 0: min(4096, training context))", o.ctx);
@@ -156,14 +182,12 @@ void profile(const ProfileArgs& a) {
     return session.generate(tokens, gp, [](const std::string&) {}, nullptr, routing);
   };
 
-  // Untraced first (it also warms the page cache and the expert cache), traced, then untraced again.
-  std::vector<double> baseline_tps;
-  if (a.baseline_runs >= 1) baseline_tps.push_back(generate(nullptr).gen_tps());
-
+  std::vector<double> baseline_tps;  // decode tokens/s of the untraced runs
   const size_t k = static_cast<size_t>(hp.n_expert_used);
   std::vector<std::vector<ExpertHeat>> heat(static_cast<size_t>(hp.n_layer),
                                             std::vector<ExpertHeat>(static_cast<size_t>(std::max<int64_t>(hp.n_expert, 0))));
   offload::RoutingTraceWriter routing_writer(routing_path);
+  bool record_routing = false;  // the untraced runs build the same records (same work) and drop them
   const RoutingFn record = [&](int64_t pos0, const std::vector<models::RoutingRecord>& layers) {
     for (size_t il = 0; il < layers.size(); ++il) {
       const auto& r = layers[il];
@@ -174,6 +198,7 @@ void profile(const ProfileArgs& a) {
         rec.pos = static_cast<int32_t>(pos0 + r.first_token + static_cast<int64_t>(t));
         rec.experts.assign(r.ids.begin() + static_cast<long>(t * k), r.ids.begin() + static_cast<long>((t + 1) * k));
         rec.weights.assign(r.weights.begin() + static_cast<long>(t * k), r.weights.begin() + static_cast<long>((t + 1) * k));
+        if (!record_routing) continue;
         for (const int32_t e : rec.experts)
           if (e >= 0 && static_cast<size_t>(e) < heat[il].size()) ++heat[il][static_cast<size_t>(e)].routed;
         routing_writer.write(rec);
@@ -181,7 +206,12 @@ void profile(const ProfileArgs& a) {
     }
   };
 
-  Counters before = read_counters(*model, tiers.streamed.get(), tiers.device.get());
+  // Untraced runs: half before the traced one (the first also warms the page cache and the expert
+  // cache), the rest after, so that a drift of the machine's load shows in their spread.
+  const int n_before = (a.baseline_runs + 1) / 2;
+  for (int i = 0; i < n_before; ++i) baseline_tps.push_back(generate(record).gen_tps());
+  record_routing = true;
+  const Counters before = read_counters(*model, tiers.streamed.get(), tiers.device.get());
   trace::clear();
   trace::set_enabled(true);
   GenerateStats st;
@@ -194,8 +224,11 @@ void profile(const ProfileArgs& a) {
   trace::set_enabled(false);
   const Counters after = read_counters(*model, tiers.streamed.get(), tiers.device.get());
   routing_writer.close();
+  record_routing = false;
   const std::vector<trace::ThreadEvents> events = trace::collect();
-  if (a.baseline_runs >= 2) baseline_tps.push_back(generate(nullptr).gen_tps());
+  for (int i = n_before; i < a.baseline_runs; ++i) baseline_tps.push_back(generate(record).gen_tps());
+  const uint64_t dropped = trace::dropped();
+  const RecordCost cost = measure_record_cost();
 
   ProfileInputs in;
   in.model = o.model;
@@ -213,7 +246,9 @@ void profile(const ProfileArgs& a) {
   in.device_name = tiers.device ? tiers.device->device().name() : "";
   in.streamed = cache != nullptr;
   in.whole_run = diff(after, before);
-  in.dropped_events = trace::dropped();
+  in.dropped_events = dropped;
+  in.ns_per_event_on = cost.on_ns;
+  in.ns_per_scope_off = cost.off_ns;
   const ProfileSummary sum = summarize(in, events);
 
   const std::string trace_json = chrome_trace_json(events, fmt::format("moetier profile {}", o.model));
@@ -253,8 +288,8 @@ void register_profile(CLI::App& app) {
   sub->add_option("--machine", a->machine, "Machine profile JSON (`moetier calibrate`): its disk read rate is the "
                                            "NVMe ceiling (default: the reads' own rate)");
   sub->add_option("--baseline-runs", a->baseline_runs,
-                  "Untraced runs of the same generation for the tracing overhead: 0, 1 (before) or 2 (before and after)")
-      ->check(in_range(0, 2));
+                  "Untraced runs of the same generation for the tracing overhead (half before the traced run, half after)")
+      ->check(in_range(0, 20));
   sub->add_option("--bw-mib", a->bw_mib, "Buffer of the DRAM read-bandwidth measurement, MiB")->check(in_range(16, 65536));
   sub->callback([a, sub] {
     check_tier_options(a->run.tiers, [sub](const std::string& name) { return sub->count(name) > 0; }, false);

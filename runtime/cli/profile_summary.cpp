@@ -102,6 +102,10 @@ double ProfileSummary::overhead_pct() const {
   return b > 0 && in.traced_tps > 0 ? (b - in.traced_tps) / b * 100.0 : 0.0;
 }
 
+double ProfileSummary::estimated_overhead_pct() const {
+  return decode_window_ms > 0 ? static_cast<double>(decode_events) * in.ns_per_event_on / (decode_window_ms * 1e6) * 100.0 : 0.0;
+}
+
 ProfileSummary summarize(const ProfileInputs& in, const std::vector<trace::ThreadEvents>& events) {
   ProfileSummary s;
   s.in = in;
@@ -139,6 +143,7 @@ ProfileSummary summarize(const ProfileInputs& in, const std::vector<trace::Threa
   for (const auto& t : events)
     for (const auto& e : t.events) {
       if (s.decode_steps == 0 || e.begin_ns < w0 || e.begin_ns >= w1) continue;
+      ++s.decode_events;
       if (is(e.cat, "attention")) attention += e.dur_ns;
       else if (is(e.cat, "experts")) {
         experts += e.dur_ns;
@@ -232,6 +237,8 @@ nlohmann::json summary_json(const ProfileSummary& s) {
                  {"tokens_per_s_untraced", s.baseline_tps() > 0 ? json(s.baseline_tps()) : json(nullptr)},
                  {"untraced_runs_tokens_per_s", in.baseline_tps},
                  {"tracing_overhead_pct", in.baseline_tps.empty() ? json(nullptr) : json(s.overhead_pct())},
+                 {"tracing_overhead_estimated_pct", s.estimated_overhead_pct()},
+                 {"events", s.decode_events},
                  {"steps", s.decode_steps},
                  {"window_ms", s.decode_window_ms}};
   j["ceilings"] = {{"dram_read_gbps", in.dram_gbps},
@@ -257,6 +264,7 @@ nlohmann::json summary_json(const ProfileSummary& s) {
                                 {"expert_compute", static_cast<double>(c.expert_cpu_ns) / 1e6},
                                 {"device_busy", static_cast<double>(c.device_busy_ns) / 1e6}};
   j["trace"] = {{"events", s.n_events}, {"tracks", s.n_tracks}, {"dropped_events", in.dropped_events},
+                {"ns_per_event_on", in.ns_per_event_on}, {"ns_per_scope_off", in.ns_per_scope_off},
                 {"read_bytes", s.trace_read_bytes}};
   return j;
 }
@@ -265,11 +273,18 @@ std::string summary_table(const ProfileSummary& s) {
   const ProfileInputs& in = s.in;
   std::string out = fmt::format("profile: {} ({}), {} threads, {} prompt + {} generated tokens\n", in.model, in.arch,
                                 in.threads, in.n_prompt, in.n_generated);
-  if (in.baseline_tps.empty())
+  if (in.baseline_tps.empty()) {
     out += fmt::format("decode: {:.2f} tokens/s traced (no untraced run: --baseline-runs 0)\n", in.traced_tps);
-  else
-    out += fmt::format("decode: {:.2f} tokens/s traced, {:.2f} untraced (mean of {} runs) -> tracing overhead {:+.1f}%\n",
-                       in.traced_tps, s.baseline_tps(), in.baseline_tps.size(), s.overhead_pct());
+  } else {
+    std::string runs;
+    for (double x : in.baseline_tps) runs += fmt::format("{}{:.2f}", runs.empty() ? "" : " ", x);
+    out += fmt::format("decode: {:.2f} tokens/s traced, {:.2f} untraced (mean of {} runs: {}) -> measured tracing "
+                       "overhead {:+.1f}%\n",
+                       in.traced_tps, s.baseline_tps(), in.baseline_tps.size(), runs, s.overhead_pct());
+  }
+  out += fmt::format("tracing cost: {:.0f} ns per event on, {:.1f} ns per probe off; {} events in decode -> estimated "
+                     "overhead {:.2f}%\n",
+                     in.ns_per_event_on, in.ns_per_scope_off, s.decode_events, s.estimated_overhead_pct());
   out += fmt::format("\n| {:<8} | {:>12} | {:>13} | {:>12} | {:>12} | {}\n", "tier", "bytes/token", "achieved GB/s",
                      "ceiling GB/s", "% of ceiling", "ceiling from");
   out += "|----------|--------------|---------------|--------------|--------------|-------------\n";

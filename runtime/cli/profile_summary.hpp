@@ -46,6 +46,8 @@ struct ProfileInputs {
   bool streamed = false;                  ///< some experts stream from NVMe
   Counters whole_run;                     ///< counters over the traced generation (prompt and decode)
   uint64_t dropped_events = 0;
+  double ns_per_event_on = 0;             ///< measured cost of one recorded Scope (tracing on)
+  double ns_per_scope_off = 0;            ///< measured cost of one Scope while tracing is off
 };
 
 struct TierFigures {
@@ -68,6 +70,10 @@ struct ProfileSummary {
   uint64_t decode_read_bytes = 0, decode_reads = 0;
   uint64_t trace_read_bytes = 0;    ///< bytes of every read event of the trace (whole run)
   size_t n_events = 0, n_tracks = 0;
+  size_t decode_events = 0;         ///< events that began in the decode window
+  /// decode_events x ns_per_event_on / decode window x 100: the tracing overhead the recorder's own cost
+  /// predicts (an upper bound: part of it is on idle workers), steadier than the measured one on a busy machine.
+  double estimated_overhead_pct() const;
   double baseline_tps() const;
   double overhead_pct() const;      ///< (baseline - traced) / baseline x 100; 0 without a baseline
 };
