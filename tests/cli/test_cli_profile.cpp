@@ -4,8 +4,9 @@
 // dur >= 0 and nest properly on their track, every track used is named, the I/O lanes and the workers
 // are there); the bytes of its read events sum to the bytes the expert cache reports in summary.json;
 // summary.json has its fields and the decode shares sum to 1; routing.jsonl is a routing trace with one
-// record per (MoE layer, position); heatmap.svg is well-formed XML (python3 xml.etree) with one cell per
-// layer x expert; with the simulated device the device stream has its own track; a bad -o is one line.
+// record per (MoE layer, position) that `plan --trace` replays; heatmap.svg is well-formed XML (python3
+// xml.etree) with one cell per layer x expert; with the simulated device the device stream has its own
+// track; a bad -o is one line.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -173,6 +174,11 @@ TEST_CASE("profile: streamed experts: trace format, read bytes = cache bytes, su
   CHECK(!routing.records.empty());
   std::map<std::pair<int32_t, int32_t>, int> seen;
   for (const auto& rec : routing.records) CHECK(++seen[{rec.layer, rec.pos}] == 1);
+  const RunResult plan = test::run_moetier(p.dir, {"plan", "-m", model().path, "--experts-on-nvme", "all", "--cache-size", "2",
+                                                  "--dram-gbps", "10", "--trace", p.out + "/routing.jsonl"});
+  INFO(plan.err);
+  CHECK(plan.status == 0);
+  CHECK(plan.out.find("routing from trace") != std::string::npos);
 
   // heatmap.svg: well-formed XML, one cell per layer x expert (layers and experts from the routing trace's
   // model: the synth preset's n_layer and n_expert as inspect reports them).
