@@ -245,6 +245,8 @@ void profile(const ProfileArgs& a) {
   in.non_ffn_bytes_per_token = sizes.decode_bytes_per_token(0) - sizes.shared_experts - sizes.dense_ffn;
   in.device_name = tiers.device ? tiers.device->device().name() : "";
   in.streamed = cache != nullptr;
+  in.cache_slots = cache ? cache->n_slots() : 0;
+  in.cache_slot_bytes = cache ? cache->slot_bytes() : 0;
   in.whole_run = diff(after, before);
   in.dropped_events = dropped;
   in.ns_per_event_on = cost.on_ns;

@@ -251,6 +251,8 @@ nlohmann::json summary_json(const ProfileSummary& s) {
                      {"rest_includes", {{"router", s.share_router}, {"io_stall", s.share_io_stall}, {"device_wait", s.share_device_wait}}}};
   j["expert_cache"] = {
       {"streamed", in.streamed},
+      {"slots", in.cache_slots},
+      {"slot_bytes", in.cache_slot_bytes},
       {"decode", {{"hits", s.decode_hits}, {"prefetched", s.decode_prefetched}, {"misses", s.decode_misses},
                   {"reads", s.decode_reads}, {"bytes_read", s.decode_read_bytes}}},
       {"whole_run", {{"requests", req}, {"hits", c.hits}, {"prefetched", c.prefetched}, {"misses", c.misses},
@@ -301,8 +303,9 @@ std::string summary_table(const ProfileSummary& s) {
   if (in.streamed) {
     const uint64_t req = s.decode_hits + s.decode_prefetched + s.decode_misses;
     const double r = static_cast<double>(std::max<uint64_t>(req, 1));
-    out += fmt::format("expert cache (decode): {} demands: {:.1f}% hits, {:.1f}% prefetched, {:.1f}% misses; {} reads, {}\n",
-                       req, 100.0 * static_cast<double>(s.decode_hits) / r, 100.0 * static_cast<double>(s.decode_prefetched) / r,
+    out += fmt::format("expert cache ({} slots of {}, decode): {} demands: {:.1f}% hits, {:.1f}% prefetched, {:.1f}% misses; {} reads, {}\n",
+                       in.cache_slots, models::format_bytes(in.cache_slot_bytes), req,
+                       100.0 * static_cast<double>(s.decode_hits) / r, 100.0 * static_cast<double>(s.decode_prefetched) / r,
                        100.0 * static_cast<double>(s.decode_misses) / r, s.decode_reads, models::format_bytes(s.decode_read_bytes));
   }
   const Counters& c = in.whole_run;

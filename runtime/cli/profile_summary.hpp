@@ -44,6 +44,7 @@ struct ProfileInputs {
   double disk_ceiling_gbps = 0;           ///< from --machine; 0: none
   uint64_t non_ffn_bytes_per_token = 0;   ///< weights a decode token reads outside the FFNs (attention, router, norms, LM head, one embedding row)
   bool streamed = false;                  ///< some experts stream from NVMe
+  uint64_t cache_slots = 0, cache_slot_bytes = 0;  ///< the DRAM cache of streamed experts
   Counters whole_run;                     ///< counters over the traced generation (prompt and decode)
   uint64_t dropped_events = 0;
   double ns_per_event_on = 0;             ///< measured cost of one recorded Scope (tracing on)
