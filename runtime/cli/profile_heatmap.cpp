@@ -69,7 +69,7 @@ std::string expert_heatmap_svg(const std::vector<std::vector<ExpertHeat>>& heat,
       n_layers ? n_layers - 1 : 0, max_routed);
   for (size_t il = 0; il < n_layers; ++il) {
     const int y = top + cell * static_cast<int>(il);
-    if (il % static_cast<size_t>(std::max(1, 12 / cell)) == 0)
+    if (il % static_cast<size_t>((12 + cell - 1) / cell) == 0)  // labels 12 px apart at least
       s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", left - 4, y + cell - 1, il);
     for (size_t e = 0; e < n_experts; ++e) {
       const ExpertHeat& h = heat[il][e];
