@@ -124,6 +124,10 @@ void profile(const ProfileArgs& a) {
   if (!o.dump_logits.empty() || !o.record_routing.empty() || o.json)
     fail("profile writes its results into -o DIR (routing.jsonl, summary.json); --dump-logits, --record-routing and "
          "--json are `run` options");
+  if (o.n_predict >= 0 && o.n_predict < 2)
+    fail("-n {}: profile needs at least 2 generated tokens (the first comes from the prompt's step; the decode "
+         "figures need a decode step)", o.n_predict);
+  const double disk_ceiling_gbps = machine_disk_gbps(a.machine);  // (checked before the folder is made)
   prepare_out_dir(a.out_dir);
   const std::string trace_path = (fs::path(a.out_dir) / "trace.json").string();
   const std::string summary_path = (fs::path(a.out_dir) / "summary.json").string();
@@ -131,7 +135,6 @@ void profile(const ProfileArgs& a) {
   const std::string routing_path = (fs::path(a.out_dir) / "routing.jsonl").string();
   for (const auto& p : {trace_path, summary_path, heatmap_path, routing_path}) check_output_file(p, "profile output");
   check_tier_files(o.tiers);
-  const double disk_ceiling_gbps = machine_disk_gbps(a.machine);
 
   GenerateParams gp;
   gp.n_predict = o.n_predict;

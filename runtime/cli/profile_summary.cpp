@@ -287,6 +287,8 @@ std::string summary_table(const ProfileSummary& s) {
   out += fmt::format("tracing cost: {:.0f} ns per event on, {:.1f} ns per probe off; {} events in decode -> estimated "
                      "overhead {:.2f}%\n",
                      in.ns_per_event_on, in.ns_per_scope_off, s.decode_events, s.estimated_overhead_pct());
+  if (s.decode_steps == 0)
+    out += "no decode step was traced (the generation stopped at its first token): the figures below are empty\n";
   out += fmt::format("\n| {:<8} | {:>12} | {:>13} | {:>12} | {:>12} | {}\n", "tier", "bytes/token", "achieved GB/s",
                      "ceiling GB/s", "% of ceiling", "ceiling from");
   out += "|----------|--------------|---------------|--------------|--------------|-------------\n";

@@ -6,7 +6,8 @@
 // summary.json has its fields and the decode shares sum to 1; routing.jsonl is a routing trace with one
 // record per (MoE layer, position) that `plan --trace` replays; heatmap.svg is well-formed XML (python3
 // xml.etree) with one cell per layer x expert; with the simulated device the device stream has its own
-// track; a bad -o is one line.
+// track; a bad -o is one line. The trace writer alone: overlapping reads are spread over lanes with no
+// overlap inside a lane; the JSON has thread names, microseconds and escaped strings.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -15,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "common/trace_events.hpp"
 #include "offload/routing_trace.hpp"
+#include "runtime/cli/profile_trace.hpp"
 #include "tests/run_util.hpp"
 
 using Json = nlohmann::json;
@@ -222,6 +225,28 @@ TEST_CASE("profile: the simulated device's stream is a track of its own") {
   CHECK(p.summary.at("decode").at("tracing_overhead_pct").is_null());
 }
 
+TEST_CASE("profile: --machine gives the disk ceiling; a file that is not JSON is one line") {
+  {
+    Profiled p;
+    test::spit(p.dir.file("machine.json"), R"({"schema": "moetier.machine/1", "disk": {"read_gbps": 2.5, "qd": 8}})");
+    profile(p, {"--experts-on-nvme", "all", "--cache-size", "2", "--baseline-runs", "0", "--machine", p.dir.file("machine.json")});
+    bool found = false;
+    for (const Json& t : p.summary.at("tiers"))
+      if (t.at("tier") == "nvme") {
+        found = true;
+        CHECK(t.at("ceiling_gbps").get<double>() == doctest::Approx(2.5));
+        CHECK(t.at("ceiling_from").get<std::string>().find("machine.json") != std::string::npos);
+      }
+    CHECK(found);
+    CHECK(p.summary.at("ceilings").at("disk_read_gbps").get<double>() == doctest::Approx(2.5));
+  }
+  TempDir dir;
+  test::spit(dir.file("m.json"), "not json");
+  check_one_line_error(test::run_moetier(dir, {"profile", "-m", model().path, "-p", "hi", "-n", "2", "-o", dir.file("o"),
+                                               "--machine", dir.file("m.json")}),
+                       {"m.json", "not a JSON machine profile"});
+}
+
 TEST_CASE("profile: -o naming a file, and run-only options, are one line") {
   TempDir dir;
   test::spit(dir.file("a_file"), "x");
@@ -231,4 +256,70 @@ TEST_CASE("profile: -o naming a file, and run-only options, are one line") {
   check_one_line_error(test::run_moetier(dir, {"profile", "-m", model().path, "-p", "hi", "-n", "2", "-o", dir.file("o"),
                                                "--record-routing", dir.file("r.jsonl")}),
                        {"--record-routing"});
+  check_one_line_error(test::run_moetier(dir, {"profile", "-m", model().path, "-p", "hi", "-n", "1", "-o", dir.file("o")}),
+                       {"-n 1", "at least 2"});
+}
+
+TEST_CASE("profile trace: lanes never overlap, and reuse a lane once it is free") {
+  struct Case {
+    std::vector<std::pair<int64_t, int64_t>> spans;  // begin, dur
+    int want_lanes;
+  };
+  const std::vector<Case> cases = {
+      {{{0, 10}, {10, 5}, {20, 1}}, 1},             // back to back: one lane
+      {{{0, 10}, {5, 10}, {8, 1}}, 3},              // three in flight at t = 8
+      {{{0, 10}, {5, 10}, {12, 1}, {16, 1}}, 2},    // the third reuses lane 0
+      {{{30, 1}, {0, 100}, {10, 5}}, 2},            // order of input does not matter
+  };
+  for (const auto& c : cases) {
+    std::vector<trace::Event> ev;
+    for (const auto& [b, d] : c.spans) {
+      trace::Event e;
+      e.begin_ns = b;
+      e.dur_ns = d;
+      ev.push_back(e);
+    }
+    const auto lanes = cli::assign_lanes(ev);
+    REQUIRE(lanes.size() == ev.size());
+    CHECK(*std::max_element(lanes.begin(), lanes.end()) + 1 == c.want_lanes);
+    for (size_t i = 0; i < ev.size(); ++i)
+      for (size_t j = i + 1; j < ev.size(); ++j)
+        if (lanes[i] == lanes[j]) {
+          const bool apart = ev[i].begin_ns + ev[i].dur_ns <= ev[j].begin_ns || ev[j].begin_ns + ev[j].dur_ns <= ev[i].begin_ns;
+          CHECK_MESSAGE(apart, "events " << i << " and " << j << " overlap on lane " << lanes[i]);
+        }
+  }
+}
+
+TEST_CASE("profile trace: JSON document with thread names, X events in microseconds, escaped strings") {
+  trace::ThreadEvents t;
+  t.tid = 7;
+  t.name = "work\"er";
+  trace::Event e;
+  e.name = "expert";
+  e.cat = "experts";
+  e.track = 7;
+  e.begin_ns = 1'000'000;
+  e.dur_ns = 2'500;
+  e.arg("bytes", 123).str("tier", "dram");
+  t.events.push_back(e);
+  e.track = trace::kIoTrack;
+  e.begin_ns = 1'001'000;
+  t.events.push_back(e);
+  const auto j = nlohmann::json::parse(cli::chrome_trace_json({t}, "p"));
+  const auto& ev = j.at("traceEvents");
+  bool named = false, lane_named = false;
+  int n_x = 0;
+  for (const auto& x : ev) {
+    if (x.at("ph") == "M" && x.at("name") == "thread_name" && x.at("tid") == 7) named = x.at("args").at("name") == "work\"er";
+    if (x.at("ph") == "M" && x.at("name") == "thread_name" && x.at("tid") == cli::kIoLaneTid0) lane_named = true;
+    if (x.at("ph") != "X") continue;
+    ++n_x;
+    CHECK(x.at("dur").get<double>() == doctest::Approx(2.5));
+    CHECK(x.at("args").at("bytes") == 123);
+    CHECK(x.at("args").at("tier") == "dram");
+  }
+  CHECK(named);
+  CHECK(lane_named);
+  CHECK(n_x == 2);
 }

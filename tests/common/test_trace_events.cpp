@@ -1,16 +1,13 @@
 // common/trace_events: nothing is recorded while tracing is off (the instrumented code costs one branch);
 // on, scopes become complete events on the recording thread's own track (nested scopes inside their
 // parent, args kept), other threads get other tracks with their names, kIoTrack events stay on the I/O
-// track, clear() empties the buffers. runtime/cli/profile_trace: overlapping I/O events are spread over
-// lanes with no overlap inside a lane, and the JSON is a trace-event document.
+// track, clear() empties the buffers, a buffer grows past a chunk.
 #include <doctest/doctest.h>
 
-#include <nlohmann/json.hpp>
 #include <string_view>
 #include <thread>
 
 #include "common/trace_events.hpp"
-#include "runtime/cli/profile_trace.hpp"
 
 using namespace moetier;
 
@@ -126,68 +123,4 @@ TEST_CASE("trace: a buffer grows past one chunk without losing events") {
     for (size_t i = 0; i < t.events.size(); ++i, ++n) CHECK_EQ(t.events[i].args[0].value, static_cast<int64_t>(i));
   CHECK(n == 10000);
   CHECK(trace::dropped() == 0);
-}
-
-TEST_CASE("profile trace: lanes never overlap, and reuse a lane once it is free") {
-  struct Case {
-    std::vector<std::pair<int64_t, int64_t>> spans;  // begin, dur
-    int want_lanes;
-  };
-  const std::vector<Case> cases = {
-      {{{0, 10}, {10, 5}, {20, 1}}, 1},             // back to back: one lane
-      {{{0, 10}, {5, 10}, {8, 1}}, 3},              // three in flight at t = 8
-      {{{0, 10}, {5, 10}, {12, 1}, {16, 1}}, 2},    // the third reuses lane 0
-      {{{30, 1}, {0, 100}, {10, 5}}, 2},            // order of input does not matter
-  };
-  for (const auto& c : cases) {
-    std::vector<trace::Event> ev;
-    for (const auto& [b, d] : c.spans) {
-      trace::Event e;
-      e.begin_ns = b;
-      e.dur_ns = d;
-      ev.push_back(e);
-    }
-    const auto lanes = cli::assign_lanes(ev);
-    REQUIRE(lanes.size() == ev.size());
-    CHECK(*std::max_element(lanes.begin(), lanes.end()) + 1 == c.want_lanes);
-    for (size_t i = 0; i < ev.size(); ++i)
-      for (size_t j = i + 1; j < ev.size(); ++j)
-        if (lanes[i] == lanes[j]) {
-          const bool apart = ev[i].begin_ns + ev[i].dur_ns <= ev[j].begin_ns || ev[j].begin_ns + ev[j].dur_ns <= ev[i].begin_ns;
-          CHECK_MESSAGE(apart, "events " << i << " and " << j << " overlap on lane " << lanes[i]);
-        }
-  }
-}
-
-TEST_CASE("profile trace: JSON document with thread names, X events in microseconds, escaped strings") {
-  trace::ThreadEvents t;
-  t.tid = 7;
-  t.name = "work\"er";
-  trace::Event e;
-  e.name = "expert";
-  e.cat = "experts";
-  e.track = 7;
-  e.begin_ns = 1'000'000;
-  e.dur_ns = 2'500;
-  e.arg("bytes", 123).str("tier", "dram");
-  t.events.push_back(e);
-  e.track = trace::kIoTrack;
-  e.begin_ns = 1'001'000;
-  t.events.push_back(e);
-  const auto j = nlohmann::json::parse(cli::chrome_trace_json({t}, "p"));
-  const auto& ev = j.at("traceEvents");
-  bool named = false, lane_named = false;
-  int n_x = 0;
-  for (const auto& x : ev) {
-    if (x.at("ph") == "M" && x.at("name") == "thread_name" && x.at("tid") == 7) named = x.at("args").at("name") == "work\"er";
-    if (x.at("ph") == "M" && x.at("name") == "thread_name" && x.at("tid") == cli::kIoLaneTid0) lane_named = true;
-    if (x.at("ph") != "X") continue;
-    ++n_x;
-    CHECK(x.at("dur").get<double>() == doctest::Approx(2.5));
-    CHECK(x.at("args").at("bytes") == 123);
-    CHECK(x.at("args").at("tier") == "dram");
-  }
-  CHECK(named);
-  CHECK(lane_named);
-  CHECK(n_x == 2);
 }
