@@ -41,6 +41,7 @@ std::vector<std::unique_ptr<Buffer>>& buffers() {
 }
 std::atomic<uint64_t> g_dropped{0};
 thread_local Buffer* tls_buffer = nullptr;
+thread_local std::string tls_name;  // set_thread_name before the thread's buffer exists
 
 Buffer* this_thread_buffer() {
   if (tls_buffer) return tls_buffer;
@@ -48,7 +49,7 @@ Buffer* this_thread_buffer() {
     auto b = std::make_unique<Buffer>();
     std::lock_guard lock(g_mutex);
     b->tid = static_cast<int32_t>(buffers().size()) + 1;
-    b->name = "thread " + std::to_string(b->tid);
+    b->name = tls_name.empty() ? "thread " + std::to_string(b->tid) : tls_name;
     tls_buffer = b.get();
     buffers().push_back(std::move(b));
   } catch (...) {
@@ -95,11 +96,13 @@ void record(const Event& e) {
 }
 
 void set_thread_name(const std::string& name) {
-  Buffer* b = this_thread_buffer();
-  if (!b) return;
   try {
+    if (!tls_buffer) {  // the buffer is made (and named) when the thread first records
+      tls_name = name;
+      return;
+    }
     std::lock_guard lock(g_mutex);
-    b->name = name;
+    tls_buffer->name = name;
   } catch (...) {
   }
 }

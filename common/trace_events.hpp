@@ -5,8 +5,8 @@
 // Cost: off (the default), a Scope or a record() call is one relaxed atomic load and a branch. On, an
 // event is a steady_clock read at each end and a copy into the calling thread's own buffer: no lock, no
 // allocation except one chunk of kChunkEvents events when the current chunk fills. A thread's buffer is
-// registered (under a mutex) the first time it records or names itself, and lives until the
-// end of the process, so events of threads that have exited are still collected.
+// registered (under a mutex) the first time it records, and lives until the end of the process, so
+// events of threads that have exited are still collected.
 //
 // Threading: record() and set_thread_name() from any thread; collect() and clear() while no thread
 // records (e.g. after the traced generation returned): collect() reads each buffer up to its published
@@ -75,8 +75,8 @@ int64_t now_ns();
 /// the thread's track. Never throws (an allocation failure drops the event and counts it in dropped()).
 void record(const Event& e);
 
-/// Names the calling thread's track ("worker 3", "sim:0 stream"); registers its buffer. Any time, on or
-/// off. Never throws.
+/// Names the calling thread's track ("worker 3", "sim:0 stream"); any time, on or off (kept for the
+/// buffer the thread's first event makes). Never throws.
 void set_thread_name(const std::string& name);
 
 /// Events recorded by one thread, in recording order (end time order for nested scopes).
