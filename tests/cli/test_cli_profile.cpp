@@ -3,7 +3,8 @@
 // trace.json is a trace-event document (every event has ph / ts / pid / tid, complete events have
 // dur >= 0 and nest properly on their track, every track used is named, the I/O lanes and the workers
 // are there); the bytes of its read events sum to the bytes the expert cache reports in summary.json;
-// summary.json has its fields and the decode shares sum to 1; routing.jsonl is a routing trace with one
+// summary.json has its fields and the decode shares sum to 1, the trace's attention and expert spans
+// agree with the model's and the executor's counters within 10 %; routing.jsonl is a routing trace with one
 // record per (MoE layer, position) that `plan --trace` replays; heatmap.svg is well-formed XML (python3
 // xml.etree) with one cell per layer x expert; with the simulated device the device stream has its own
 // track; a bad -o is one line. The trace writer alone: overlapping reads are spread over lanes with no
@@ -158,6 +159,20 @@ TEST_CASE("profile: streamed experts: trace format, read bytes = cache bytes, su
   CHECK(a + e + r == doctest::Approx(1.0).epsilon(1e-9));
   CHECK(a + e <= 1.0);
   CHECK(sh.at("rest_includes").at("io_stall").get<double>() <= r + 1e-9);
+  // The trace's attention and expert-group spans cover what Model::phase_times and the executor's
+  // counters timed over the traced run: attention spans sit just inside the timed region, expert-group
+  // spans just around it (they also take the args and the stats update); within 10 %.
+  double attention_us = 0, experts_us = 0;
+  for (const Json& ev : p.trace.at("traceEvents")) {
+    if (ev.at("ph") != "X") continue;
+    if (ev.at("cat") == "attention") attention_us += ev.at("dur").get<double>();
+    if (ev.at("cat") == "experts") experts_us += ev.at("dur").get<double>();
+  }
+  const Json& counters = s.at("counters_whole_run_ms");
+  CHECK(attention_us / 1e3 <= counters.at("attention").get<double>() + 0.01);
+  CHECK(attention_us / 1e3 >= 0.9 * counters.at("attention").get<double>());
+  CHECK(experts_us / 1e3 >= counters.at("expert_compute").get<double>() - 0.01);
+  CHECK(experts_us / 1e3 <= 1.1 * counters.at("expert_compute").get<double>());
   std::map<std::string, Json> tiers;
   for (const Json& t : s.at("tiers")) tiers[t.at("tier")] = t;
   REQUIRE(tiers.count("dram") == 1);
