@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 #include "offload/slot_layout.hpp"
 
 namespace moetier::offload {
@@ -115,6 +116,18 @@ ExpertCache::~ExpertCache() {
 void ExpertCache::on_completion(const Completion& c) {
   Slot& s = slots_[c.slot];
   if (s.state != State::Reading) return;
+  if (trace::enabled()) {  // the read on the I/O track: from its submission to its completion seen here
+    trace::Event e;  // (a read submitted before tracing began: an instant at its completion)
+    e.name = "read";
+    e.cat = "io";
+    e.track = trace::kIoTrack;
+    const int64_t now = trace::now_ns();
+    e.begin_ns = s.read_start_ns != 0 ? s.read_start_ns : now;
+    e.dur_ns = now - e.begin_ns;
+    e.arg("layer", c.expert.layer).arg("expert", c.expert.expert).arg("bytes", c.ok() ? static_cast<int64_t>(s.read_bytes) : 0);
+    e.arg("slot", c.slot).arg("failed", c.ok() ? 0 : 1).str("kind", s.demand ? "demand" : "prefetch");
+    trace::record(e);
+  }
   if (c.ok()) {
     s.state = State::Ready;
     stats_[static_cast<size_t>(c.expert.layer)].bytes_read += s.read_bytes;
@@ -203,6 +216,8 @@ void ExpertCache::start_read(uint32_t slot, uint32_t expert, bool demand) {
   s.state = State::Reading;
   s.expert = expert;
   s.read_bytes = read_bytes(catalog_.ranges(expert));
+  s.read_start_ns = trace::enabled() ? trace::now_ns() : 0;
+  s.demand = demand;
   s.error.clear();
   slot_of_[expert] = slot;
   policy_->on_insert(id, slot, tick_, demand);
@@ -236,7 +251,17 @@ ExpertLease ExpertCache::acquire(ExpertId id) {
   }
   ++slots_[s].leases;  // held while waiting, so nothing evicts it meanwhile
   if (slots_[s].state == State::Reading) on_completion(reader_->wait(id));
-  st.stall_ns += now_ns() - t0;
+  const uint64_t t1 = now_ns();
+  st.stall_ns += t1 - t0;
+  if (trace::enabled()) {  // the stall on the waiting thread's track
+    trace::Event e;
+    e.name = "stall";
+    e.cat = "io";
+    e.begin_ns = static_cast<int64_t>(t0);
+    e.dur_ns = static_cast<int64_t>(t1 - t0);
+    e.arg("layer", id.layer).arg("expert", id.expert);
+    trace::record(e);
+  }
   if (slots_[s].state != State::Ready) {
     --slots_[s].leases;
     const std::string err = slots_[s].error;
@@ -246,7 +271,7 @@ ExpertLease ExpertCache::acquire(ExpertId id) {
   return ExpertLease(this, s, id);
 }
 
-bool ExpertCache::prefetch(ExpertId id) {
+bool ExpertCache::prefetch(ExpertId id, bool needed_now) {
   const uint32_t e = catalog_.index(id);
   poll();
   uint32_t s = slot_of_[e];
@@ -257,6 +282,7 @@ bool ExpertCache::prefetch(ExpertId id) {
   s = take_slot(false);
   if (s == kNone) return false;
   start_read(s, e, false);
+  slots_[s].demand = needed_now;  // the trace's label only; the policy saw a prefetch
   ++stats_[static_cast<size_t>(id.layer)].prefetches;
   return true;
 }

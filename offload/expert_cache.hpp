@@ -93,8 +93,9 @@ class ExpertCache {
   ExpertLease acquire(ExpertId id);
 
   /// Starts reading `id` unless it is cached or being read; never blocks on I/O. Returns false when no
-  /// slot can be freed right now. Throws moetier::Error when `id` is unknown.
-  bool prefetch(ExpertId id);
+  /// slot can be freed right now. Throws moetier::Error when `id` is unknown. `needed_now` only labels
+  /// the read "demand" instead of "prefetch" in a trace (common/trace_events.hpp).
+  bool prefetch(ExpertId id, bool needed_now = false);
 
   /// Drives reads in flight without blocking (call between computations to keep the queue full).
   void poll();
@@ -128,6 +129,8 @@ class ExpertCache {
     uint32_t expert = 0;  // catalog index
     uint32_t leases = 0;
     uint64_t read_bytes = 0;
+    int64_t read_start_ns = 0;  // when the read started (trace events; 0: tracing was off)
+    bool demand = false;        // the read was started by acquire() (else by prefetch())
     std::string error;
   };
   static constexpr uint32_t kNone = UINT32_MAX;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 
 namespace moetier::sched {
 
@@ -18,7 +19,11 @@ uint64_t ns_since(std::chrono::steady_clock::time_point t0) {
 
 MoeExecutor::MoeExecutor(LinearExec& lin) : cpu_(lin) {}
 
-void MoeExecutor::run_cpu(const ExpertGroup& g, LayerExecStats& st) {
+void MoeExecutor::run_cpu(const ExpertGroup& g, LayerExecStats& st, const char* home) {
+  trace::Scope span(g.kind == FfnKind::Routed ? "expert" : "shared", "experts");
+  if (span.on())
+    span.arg("layer", g.key.layer).arg("expert", g.kind == FfnKind::Routed ? g.key.expert : -1).arg("tokens", g.n_tokens)
+        .arg("bytes", static_cast<int64_t>(g.weights.bytes())).str("tier", home);
   const auto t0 = std::chrono::steady_clock::now();
   cpu_.run(g);
   const auto t1 = std::chrono::steady_clock::now();
@@ -64,7 +69,7 @@ void MoeExecutor::drain(int32_t layer, ExpertSource& src, std::span<const int32_
     // Decode: every group of the layer multiplies the one token, so its quantisation is reused.
     g.same_input = decode && !first_cpu;
     first_cpu = false;
-    run_cpu(g, st);
+    run_cpu(g, st, &src == streamed_ ? "nvme" : "dram");
     ++done;
     if (streamed_ && &src != streamed_) streamed_->poll();  // keep the reads moving between computations
   }
@@ -173,7 +178,9 @@ void MoeExecutor::moe(int32_t layer, const TokenRouting& r, const float* x, int6
   }
   if (device_used) {
     const auto t0 = std::chrono::steady_clock::now();
+    trace::Scope span("device wait", "wait");
     device_->wait(ticket);
+    span.end();
     st.device_wait_ns += ns_since(t0);
     st.device_busy_ns += device_->stats().busy_ns - device_busy0;  // only this layer's groups ran since
   }

@@ -101,8 +101,9 @@ class MoeExecutor {
   DeviceBackend* device_ = nullptr;
   RoutingObserver* observer_ = nullptr;
   std::vector<GroupSpan>* span_log_ = nullptr;
-  /// Runs g on the CPU backend and accounts it to layer stats (and the span log).
-  void run_cpu(const ExpertGroup& g, LayerExecStats& st);
+  /// Runs g on the CPU backend and accounts it to layer stats (and the span log); `home` names where its
+  /// bytes live ("dram", "nvme": the DRAM cache of streamed experts) in the trace (common/trace_events.hpp).
+  void run_cpu(const ExpertGroup& g, LayerExecStats& st, const char* home = "dram");
   ExpertBatches batches_;
   std::vector<float> xs_, ys_;              // rows grouped by expert: gathered inputs, outputs
   std::vector<int64_t> group_row_;          // [n_groups] first row of each group in xs_ / ys_

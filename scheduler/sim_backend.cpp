@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 
 namespace moetier::sched {
 
@@ -136,6 +137,15 @@ void SimBackend::compute(const SimWork& work, uint64_t ticket) {
   const ExpertGroup& g = work.group;
   try {
     if (ticket == fault_ticket_.load()) fail("injected fault (test hook)");
+    thread_local bool named = false;  // the stream thread's track in a trace
+    if (!named && trace::enabled()) {
+      trace::set_thread_name(name_ + " stream");
+      named = true;
+    }
+    trace::Scope span(g.kind == FfnKind::Routed ? "expert" : "shared", "device");
+    if (span.on())
+      span.arg("layer", g.key.layer).arg("expert", g.kind == FfnKind::Routed ? g.key.expert : -1).arg("tokens", g.n_tokens)
+          .arg("bytes", static_cast<int64_t>(work.weights.bytes())).str("tier", "sim");
     const auto t0 = std::chrono::steady_clock::now();
     ffn_.run(device_as_host(work.weights), g.x, g.n_tokens, g.y, g.act, g.kind, g.same_input);
     busy_ns_ += static_cast<uint64_t>(

@@ -5,6 +5,7 @@
 #include "scheduler/thread_pool.hpp"
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 
 #include <linux/futex.h>
 #include <omp.h>
@@ -199,6 +200,8 @@ void ThreadPool::run_part(int worker) {
   if (r.begin >= r.end) return;
   const int saved = tls_worker;
   tls_worker = worker;
+  trace::Scope span("task", "pool");
+  span.arg("items", r.end - r.begin);
   try {
     job_fn_(r.begin, r.end, worker);
   } catch (...) {
@@ -226,9 +229,19 @@ uint32_t ThreadPool::wait_for_epoch(uint32_t seen) {
 }
 
 void ThreadPool::worker_main(int worker) {
+  trace::set_thread_name("worker " + std::to_string(worker));
   uint32_t seen = 0;
   for (;;) {
+    const int64_t wait0 = trace::enabled() ? trace::now_ns() : 0;
     seen = wait_for_epoch(seen);
+    if (wait0 != 0 && trace::enabled()) {  // idle: from the end of the last range to the next job
+      trace::Event e;
+      e.name = "wait";
+      e.cat = "pool";
+      e.begin_ns = wait0;
+      e.dur_ns = trace::now_ns() - wait0;
+      trace::record(e);
+    }
     if (stop_.load(std::memory_order_acquire)) return;
     run_part(worker);
     if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst) != 0)
@@ -263,6 +276,7 @@ void ThreadPool::run(int64_t n_items, int64_t align, RangeFn fn) {
   run_part(0);
 
   // Wait for the other workers: spin, then sleep on pending_.
+  trace::Scope join("join", "pool");
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::microseconds(options_.spin_us);
   for (uint32_t iter = 1; pending_.load(std::memory_order_acquire) != 0; ++iter) {

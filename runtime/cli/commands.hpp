@@ -33,4 +33,8 @@ void register_plan(CLI::App& app);
 /// `moetier serve -m MODEL [--port 8080] [--parallel N]`: OpenAI-compatible HTTP server (cli_serve.cpp).
 void register_serve(CLI::App& app);
 
+/// `moetier profile -m MODEL [run options] -o DIR`: traced generation; trace.json, summary.json,
+/// heatmap.svg, routing.jsonl in DIR (cli_profile.cpp).
+void register_profile(CLI::App& app);
+
 }  // namespace moetier::cli

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 #include "cpu/ops.hpp"
 #include "cpu/prefill_gemm.hpp"
 #include "scheduler/thread_pool.hpp"
@@ -248,6 +249,8 @@ void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions
     off[c + 1] = off[c] + n;
   }
   const int64_t n = off.back();
+  trace::Scope step_span("forward", "model");  // one step (prefill chunk or decode token) in a trace
+  step_span.arg("tokens", n).arg("sequences", static_cast<int64_t>(chunks.size()));
   if (opt.routing) opt.routing->assign(static_cast<size_t>(hp_.n_layer), {});
   executor_.begin_step();
   // Rows carried per chunk: all of its tokens until the last layer, then only those whose logits are
@@ -289,9 +292,13 @@ void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.attn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
     auto t0 = Clock::now();
-    attn_seqs_.clear();
-    for (size_t c = 0; c < chunks.size(); ++c) attn_seqs_.push_back({row0[c], rows_of[c], chunks[c].cache});
-    attention_batch(il, cur_.data(), attn_seqs_, rows, attn_out_.data());
+    {
+      trace::Scope span("attention", "attention");
+      span.arg("layer", il).arg("tokens", rows);
+      attn_seqs_.clear();
+      for (size_t c = 0; c < chunks.size(); ++c) attn_seqs_.push_back({row0[c], rows_of[c], chunks[c].cache});
+      attention_batch(il, cur_.data(), attn_seqs_, rows, attn_out_.data());
+    }
     phase_times_.attention_ns += elapsed_ns(t0);
     if (il == hp_.n_layer - 1 && !opt.all_logits && rows > static_cast<int64_t>(chunks.size())) {
       // Only the last token of each chunk needs logits: keep its row, packed in chunk order.
@@ -308,6 +315,8 @@ void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions
     for (int64_t t = 0; t < rows; ++t)
       cpu::rms_norm(x_.data() + t * n_embd, L.ffn_norm, cur_.data() + t * n_embd, n_embd, hp_.rms_eps);
     t0 = Clock::now();
+    trace::Scope ffn_span(L.moe ? "moe" : "ffn", "ffn");
+    ffn_span.arg("layer", il).arg("tokens", rows);
     if (L.moe) {
       RoutingRecord* rec = opt.routing ? &(*opt.routing)[il] : nullptr;
       ffn_.moe(L.moe_w, il, cur_.data(), rows, n_embd, ffn_out_.data(), rec, ffn_act_);
@@ -319,6 +328,7 @@ void Model::forward_batch(std::span<const SeqChunk> chunks, const ForwardOptions
       ffn_.dense(il, L.dense, cur_.data(), rows, ffn_out_.data(), ffn_act_);
     }
     phase_times_.ffn_ns += elapsed_ns(t0);
+    ffn_span.end();
     for (int64_t i = 0; i < rows * n_embd; ++i) x_[i] += ffn_out_[i];  // l_out
     if constexpr (kCheckEachLayer) check_finite(x_.data(), n_embd, "hidden state", il);
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/trace_events.hpp"
+
 namespace moetier::models {
 
 void FfnExec::dense(int32_t layer, const FfnWeights& w, const float* x, int64_t n_tokens, float* y, FfnAct act) {
@@ -13,6 +15,8 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const float* x, int64_t n_
                   RoutingRecord* record, FfnAct act) {
   const RouterConfig& cfg = w.cfg;
   const int64_t n_exp = cfg.n_expert, k = cfg.n_used;
+  trace::Scope router_span("router", "router");
+  router_span.arg("layer", layer).arg("tokens", n_tokens);
   logits_.resize(static_cast<size_t>(n_tokens * n_exp));
   lin_(w.router, x, n_tokens, logits_.data());
   if (w.router_bias)
@@ -30,6 +34,7 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const float* x, int64_t n_
     record->logits.assign(logits_.begin(), logits_.end());
   }
 
+  router_span.end();
   if (w.has_shared) shared_out_.resize(static_cast<size_t>(n_tokens * n_embd));
   ex_.moe(layer, routing_, x, n_embd, y, act, w.has_shared ? &w.shared : nullptr,
           w.has_shared ? shared_out_.data() : nullptr);
@@ -48,6 +53,8 @@ void FfnExec::moe(const MoeWeights& w, int32_t layer, const float* x, int64_t n_
 }
 
 void FfnExec::predict(const MoeWeights& w, int32_t layer, const float* x, int64_t n_tokens) {
+  trace::Scope span("predict", "router");
+  span.arg("layer", layer).arg("tokens", n_tokens);
   const int64_t n_exp = w.cfg.n_expert, k = w.cfg.n_used;
   pred_logits_.resize(static_cast<size_t>(n_tokens * n_exp));
   lin_(w.router, x, n_tokens, pred_logits_.data());

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/error.hpp"
+#include "common/trace_events.hpp"
 #include "offload/eviction_policy.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/models/tensor_roles.hpp"
@@ -101,10 +102,19 @@ void TieredExperts::begin(int32_t layer, std::span<const int32_t> experts) {
   for (int32_t e : streamed_) cache_->protect({layer, e});
   // Start every missing read now; the resident experts are computed while they arrive.
   for (int32_t e : streamed_) {
-    if (cache_->ready({layer, e})) ++d.hits;
-    else if (cache_->in_flight({layer, e})) ++d.prefetched;
+    const char* result = "miss";
+    if (cache_->ready({layer, e})) ++d.hits, result = "hit";
+    else if (cache_->in_flight({layer, e})) ++d.prefetched, result = "prefetched";
     else ++d.misses;
-    cache_->prefetch({layer, e});
+    if (trace::enabled()) {  // the demand's outcome (profile's heat map)
+      trace::Event ev;
+      ev.name = "demand";
+      ev.cat = "cache";
+      ev.begin_ns = trace::now_ns();
+      ev.arg("layer", layer).arg("expert", e).str("result", result);
+      trace::record(ev);
+    }
+    cache_->prefetch({layer, e}, true);
   }
 }
 
