@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <random>
 
@@ -41,6 +42,7 @@ struct Pending {
   ResponseIds ids;
   bool stream = false, include_usage = false, first = true;
   std::string text;  // non-streamed: the answer so far
+  std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();  // non-streamed
 };
 
 bool write(httplib::DataSink& sink, const std::string& s) { return sink.write(s.data(), s.size()); }
@@ -71,10 +73,17 @@ bool stream_step(Pending& p, httplib::DataSink& sink) {
   return true;
 }
 
-/// One call of a non-streamed response's provider: collects the answer; a space every second until then.
+/// One call of a non-streamed response's provider: collects the answer; a space every second until then
+/// (also while tokens arrive: a write is the only way a closed connection is noticed).
 bool whole_step(Pending& p, httplib::DataSink& sink) {
   GenEvent ev;
-  if (!p.h->next(ev, kHeartbeatMs)) return write(sink, " ");
+  const bool got = p.h->next(ev, kHeartbeatMs);
+  const auto now = std::chrono::steady_clock::now();
+  if (!got || now - p.last_write >= std::chrono::milliseconds(kHeartbeatMs)) {
+    p.last_write = now;
+    if (!write(sink, " ")) return false;
+  }
+  if (!got) return true;
   if (ev.kind == GenEvent::Kind::Text) {
     p.text += ev.text;
     return true;
