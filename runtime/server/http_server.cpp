@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -105,6 +106,7 @@ struct HttpServer::Impl {
   ServerConfig cfg;
   httplib::Server svr;
   size_t longest_piece = 1;
+  int listen_fd = -1;
 
   Impl(BatchEngine& e, const tokenizer::Tokenizer& t, ServerConfig c) : engine(e), tok(t), cfg(std::move(c)) {
     for (int32_t id = 0; id < tok.n_vocab(); ++id) longest_piece = std::max(longest_piece, tok.piece(id, true).size());
@@ -235,6 +237,13 @@ HttpServer::HttpServer(BatchEngine& engine, const tokenizer::Tokenizer& tok, Ser
   const int threads = std::max(impl_->cfg.http_threads, 2);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_payload_max_length(impl_->cfg.max_body_bytes);
+  // httplib's default socket options set SO_REUSEPORT, with which a second server binds the same port and
+  // silently takes part of its connections; SO_REUSEADDR only allows rebinding a port left in TIME_WAIT.
+  s.set_socket_options([impl = impl_.get()](socket_t fd) {
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = fd;
+  });
   s.set_read_timeout(30, 0);
   s.set_write_timeout(30, 0);
   impl_->routes();
@@ -251,6 +260,9 @@ void HttpServer::bind() {
     if (!impl_->svr.bind_to_port(c.host, c.port)) fail("serve: cannot bind {}:{} (in use, or not an address of this machine)", c.host, c.port);
     port_ = c.port;
   }
+  // httplib listens with a backlog of 5: clients connecting at once beyond that wait for a SYN
+  // retransmission (1 s, then 3 s). Listening again on the bound socket only raises the backlog.
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
 }
 
 void HttpServer::serve() { impl_->svr.listen_after_bind(); }
