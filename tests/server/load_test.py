@@ -14,7 +14,8 @@ folder, on a free port (--port 0; the port is read from the "serving ... on http
              with the right status (or the connection is closed), and the server keeps serving.
   api key    a second server with --api-key: a missing or wrong key gets 401; a third one on the same
              port fails with "cannot bind".
-  queue      a third server with -np 1 --queue 1: concurrent long requests get 503 with Retry-After.
+  queue      a server with -np 1 --queue 1: concurrent long requests get 503 with Retry-After; with
+             -np 2 --queue 0 two requests run; with the slots and the queue full, /metrics still answers.
   disconnect a client that closes its connection (streamed, and non-streamed) cancels its generation:
              requests_in_flight goes back to 0 and far fewer tokens than max_tokens are generated.
 Exit status 0 when every check passed; otherwise every failed check is printed and the status is 1.
@@ -504,7 +505,7 @@ def bad_field_cases():
     return cases
 
 
-def test_hostile(srv, model_tmp):
+def test_hostile(srv, expected):
     port = srv.port
     # Wrong types and values of every field.
     for path, body, param in bad_field_cases():
@@ -564,10 +565,10 @@ def test_hostile(srv, model_tmp):
         check(st is None or st == "hang" or 400 <= st < 600 or (what == "HTTP/9.9" and st == 200), f"{what}: status {st}")
         print(f"hostile: {what}: {st if st is not None else 'connection closed'} {note}".rstrip(), flush=True)
     check(srv.alive(), "server alive after the hostile requests")
-    connection_storm(srv)
+    connection_storm(srv, expected)
 
 
-def connection_storm(srv, n=1000):
+def connection_storm(srv, expected, n=1000):
     """n connections open at the same time, then dropped: silent, half a request line, headers with half
     a body, a whole request never read; half closed with RST. The server must go on serving."""
     port = srv.port
@@ -610,17 +611,23 @@ def connection_storm(srv, n=1000):
     check(opened == n, f"storm: {opened} of {n} connections opened ({errors[:3]})")
     # A backlog of 5 (httplib's default) makes connects wait for SYN retransmissions (1 s each).
     check(t_open < 8, f"storm: opening {n} connections took {t_open:.2f} s")
-    # The server still answers, correctly, and goes back to idle.
+    # The storm's whole requests (a quarter) fill the slots and the queue for a moment (a request then
+    # gets a 503, rightly); once they are done or cancelled the server answers, correctly.
     t1 = time.monotonic()
-    st, _, body = call(port, "POST", COMP, {"prompt": PROMPTS[3], "max_tokens": MAX_TOKENS, "temperature": 0})
-    read_answer(st, body, False, False, MAX_TOKENS, False, "request after the storm")
-    t_answer = time.monotonic() - t1
     idle = srv.wait_idle(30)
-    print(f"hostile: {opened} connections opened at once in {t_open:.2f} s and dropped; the next request answered "
-          f"{t_answer:.2f} s after the drop; idle again after {idle if idle is None else round(idle, 2)} s", flush=True)
-    check(idle is not None, "storm: requests_in_flight back to 0")
+    check(idle is not None, "storm: requests_in_flight and the queue back to 0")
+    for _ in range(20):  # requests of the storm not yet read by the server may still fill the queue
+        st, h, body = call(port, "POST", COMP, {"prompt": PROMPTS[3], "max_tokens": MAX_TOKENS, "temperature": 0})
+        if st != 503:
+            break
+        error_ok(st, h, body, 503, None, "request after the storm")
+        time.sleep(float(h.get("retry-after", "1")))
+    r = read_answer(st, body, False, False, MAX_TOKENS, False, "request after the storm")
+    check(r is None or r == expected[(False, PROMPTS[3], False)], f"request after the storm: {r}")
+    t_answer = time.monotonic() - t1
+    print(f"hostile: {opened} connections opened at once in {t_open:.2f} s and dropped; idle again "
+          f"{idle if idle is None else round(idle, 2)} s after the drop, a request answered {t_answer:.2f} s after it", flush=True)
     check(srv.alive(), "server alive after the connection storm")
-    return body
 
 
 def test_api_key(model):
@@ -731,6 +738,49 @@ def test_queue_and_disconnect(model):
     srv.stop()
 
 
+def concurrent_streams(port, n, body):
+    results = [None] * n
+
+    def sender(i):
+        results[i] = open_stream(port, body)
+
+    ts = [threading.Thread(target=sender, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return results
+
+
+def test_queue_capacity(model):
+    """The queue's places are on top of the free slots, and requests holding a slot or a queue place do
+    not starve /metrics or the 503 answers of the HTTP threads."""
+    long_req = {"prompt": "Once upon a time", "max_tokens": 8000, "temperature": 0, "stream": True}
+    srv = Server(model, "-np", "2", "--queue", "0", "-c", "16384")
+    results = concurrent_streams(srv.port, 3, long_req)
+    statuses = sorted(r[1] for r in results)
+    check(statuses == [200, 200, 503], f"-np 2 --queue 0, 3 concurrent requests: {statuses}, expected 2 x 200 and a 503")
+    for r in results:
+        rst_close(r[0])
+    check(srv.wait_idle(10) is not None, "--queue 0: idle after the drops")
+    srv.stop()
+    srv = Server(model, "-np", "2", "--queue", "8", "-c", "16384")
+    results = concurrent_streams(srv.port, 14, long_req)
+    statuses = [r[1] for r in results]
+    t0 = time.monotonic()
+    m = srv.metrics()
+    dt = time.monotonic() - t0
+    print(f"queue: -np 2 --queue 8, 14 concurrent long requests answered {sorted(statuses)}; /metrics meanwhile "
+          f"in {dt:.2f} s: in flight {m.get('moetier_requests_in_flight')}, queued {m.get('moetier_queue_length')}", flush=True)
+    check(statuses.count(200) <= 10 and statuses.count(503) >= 4 and statuses.count(200) + statuses.count(503) == 14,
+          f"-np 2 --queue 8, 14 concurrent requests: {statuses}")
+    check(dt < 3, f"/metrics took {dt:.2f} s while slots and queue were full")
+    for r in results:
+        rst_close(r[0])
+    check(srv.wait_idle(10) is not None, "--queue 8: idle after the drops")
+    srv.stop()
+
+
 def main():
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="moetier-load-") as tmp:
@@ -741,14 +791,15 @@ def main():
             raise SystemExit(f"moetier synth failed: {r.stdout.decode()}")
         srv = Server(model, "-np", "4", "-c", "2048")
         try:
-            test_load(srv)
-            test_hostile(srv, tmp)
+            expected = test_load(srv)
+            test_hostile(srv, expected)
             srv.stop()
         finally:
             if srv.alive():
                 srv.proc.kill()
         test_api_key(model)
         test_queue_and_disconnect(model)
+        test_queue_capacity(model)
     print(f"load_test: {len(FAILURES)} failures, {time.monotonic() - t_start:.1f} s", flush=True)
     return 1 if FAILURES else 0
 
