@@ -732,7 +732,8 @@ def test_queue_and_disconnect(model):
         print(f"disconnect ({what}): idle {idle if idle is None else round(idle, 2)} s after the close, "
               f"{gen1 - gen0:.0f} of max_tokens 8000 generated", flush=True)
         check(idle is not None, f"disconnect ({what}): requests_in_flight back to 0 within 6 s")
-        check(gen1 - gen0 < (2000 if stream else 6000), f"disconnect ({what}): {gen1 - gen0} tokens generated: not cancelled")
+        # A stream notices at its next write; a non-streamed answer at its next keep-alive space (1 s).
+        check(gen1 - gen0 < (2000 if stream else 7000), f"disconnect ({what}): {gen1 - gen0} tokens generated: not cancelled")
     st, _, body = call(port, "POST", COMP, {"prompt": "hi", "max_tokens": 8})
     read_answer(st, body, False, False, 8, False, "queue server after the disconnects")
     srv.stop()
