@@ -16,6 +16,7 @@ folder, on a free port (--port 0; the port is read from the "serving ... on http
              port fails with "cannot bind".
   queue      a server with -np 1 --queue 1: concurrent long requests get 503 with Retry-After; with
              -np 2 --queue 0 two requests run; with the slots and the queue full, /metrics still answers.
+  prefill    prompts longer than -b (chunked prefill between decode steps) give the text they give alone.
   disconnect a client that closes its connection (streamed, and non-streamed) cancels its generation:
              requests_in_flight goes back to 0 and far fewer tokens than max_tokens are generated.
 Exit status 0 when every check passed; otherwise every failed check is printed and the status is 1.
@@ -782,6 +783,30 @@ def test_queue_capacity(model):
     srv.stop()
 
 
+def test_chunked_prefill(model):
+    """Prompts longer than -b are prefilled a chunk per engine step between other sequences' decode
+    steps; a request still gets the text it gets alone (6 requests on 4 slots: 2 wait in the queue)."""
+    srv = Server(model, "-np", "4", "-c", "4096", "-b", "16")
+    prompts = [f"The quick brown fox {i} jumps over the lazy dog. " * 12 for i in range(6)]
+
+    def req(p):
+        st, _, body = call(srv.port, "POST", COMP, {"prompt": p, "max_tokens": 24, "temperature": 0})
+        return read_answer(st, body, False, False, 24, False, f"chunked prefill {p[:24]!r}")
+
+    alone = [req(p) for p in prompts]
+    res = [None] * len(prompts)
+    ts = [threading.Thread(target=lambda i=i: res.__setitem__(i, req(prompts[i]))) for i in range(len(prompts))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for i in range(len(prompts)):
+        check(alone[i] is not None and res[i] == alone[i], f"chunked prefill, request {i}: {res[i]} together, {alone[i]} alone")
+    m = srv.metrics()
+    check(m["moetier_prompt_tokens_total"] >= 2 * 6 * 16, f"chunked prefill: prompts of {m['moetier_prompt_tokens_total']} tokens")
+    srv.stop()
+
+
 def main():
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="moetier-load-") as tmp:
@@ -801,6 +826,7 @@ def main():
         test_api_key(model)
         test_queue_and_disconnect(model)
         test_queue_capacity(model)
+        test_chunked_prefill(model)
     print(f"load_test: {len(FAILURES)} failures, {time.monotonic() - t_start:.1f} s", flush=True)
     return 1 if FAILURES else 0
 
