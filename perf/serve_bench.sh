@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # `moetier serve` throughput against concurrency (issue 13): starts the server on MODEL, then runs rounds
 # of 1, 2, 4, 8 concurrent requests (each its own short prompt, -n generated tokens, temperature 0) and
-# prints, per round, total decode tokens/s (generated tokens of decode steps / seconds the engine spent
-# in decode steps, from /metrics), the end-to-end rate (all generated tokens / the round's wall time,
-# prefill included), both as a ratio to concurrency 1 of the same run, the server's CPU seconds per
-# generated token (user + system, all threads: steadier than wall time on a shared machine), and, when the tier options
+# prints, per round: total decode tokens/s (tokens of decode steps / engine seconds in decode steps,
+# from /metrics); the end-to-end rate (all generated tokens / the round's wall time, prefill included),
+# both also as a ratio to concurrency 1 of the same run; the server's CPU seconds per generated token
+# (user + system, all threads: steadier than wall time on a shared machine); and, when the tier options
 # stream experts, the expert bytes read per generated token (moetier_tier_bytes_read_total /
 # moetier_generated_tokens_total deltas) and the expert cache's requests per generated token: hits,
-# reads a prefetch had started, misses (a request is one expert of one layer for one step; the
-# sequences of a step that share an expert make one request).
+# reads a prefetch had started, misses (one request per streamed expert per layer per step, however
+# many of the step's sequences chose it).
 #
 #   perf/serve_bench.sh MODEL [--ram-budget SIZE] [-t N] [-np N] [-n TOKENS] [--conc 1,2,4,8] [--build DIR]
 #                       [-- extra `moetier serve` options]
 #
 # Defaults: -t 0 (one thread per core), -np 8, -n 64, --conc 1,2,4,8, --build build. The server gets
-# -c np x 512. Every round is preceded by nothing but the previous one: the first round is a warm-up
-# of -n tokens that is not reported. See perf/README.md ("serve_bench").
+# -c np x 512. One unreported warm-up request of -n tokens comes first. See perf/README.md
+# ("serve_bench").
 set -euo pipefail
 
-[[ $# -ge 1 && $1 != -* ]] || { sed -n '2,15p' "$0"; exit 2; }
+[[ $# -ge 1 && $1 != -* ]] || { sed -n '2,18p' "$0"; exit 2; }
 model=$1
 shift
 build=build
@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --conc) conc=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --) shift; serve_extra+=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "serve_bench: unknown option $1" >&2; exit 2 ;;
   esac
 done
