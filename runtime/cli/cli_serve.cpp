@@ -109,7 +109,9 @@ void serve(const ServeOptions& o) {
   sc.port = o.port;
   sc.api_key = o.api_key;
   sc.model_id = o.alias.empty() ? std::filesystem::path(o.model).filename().string() : o.alias;
-  sc.http_threads = std::max(8, 2 * o.parallel + 4);
+  // A request in a slot or the queue holds its HTTP thread until its response ends; 8 more threads answer
+  // /health, /metrics, the 503s of a full queue and idle keep-alive connections meanwhile.
+  sc.http_threads = std::min(o.parallel + o.queue + 8, 1024);
   sc.render_chat = [&tmpl](const std::vector<server::Message>& msgs) {
     std::vector<chat::ChatMessage> m;
     for (const auto& x : msgs) m.push_back({x.role, x.content});

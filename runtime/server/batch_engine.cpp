@@ -81,7 +81,9 @@ std::shared_ptr<RequestHandle> BatchEngine::submit(GenRequest r) {
   auto h = std::make_shared<RequestHandle>();
   {
     std::lock_guard lock(mu_);
-    if (static_cast<int>(queue_.size()) >= o_.max_queue) return nullptr;
+    // A request in the queue while a slot is free goes into that slot at the engine's next step: the
+    // queue holds the free slots' requests and max_queue waiting ones (--queue 0 refused every request).
+    if (static_cast<int>(queue_.size()) >= o_.max_queue + (o_.n_parallel - stats_.active)) return nullptr;
     queue_.emplace_back(std::move(r), h);
     stats_.queued = static_cast<int>(queue_.size());
   }

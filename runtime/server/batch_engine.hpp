@@ -65,7 +65,7 @@ struct EngineOptions {
   int n_parallel = 1;          // slots
   int64_t n_ctx_slot = 4096;   // KV positions per slot
   int64_t n_batch = 512;       // prompt tokens per prefill chunk
-  int max_queue = 64;          // requests waiting for a slot before submit() refuses
+  int max_queue = 64;          // requests waiting for a slot (all slots busy) before submit() refuses
 };
 
 /// Counters for /metrics (monotonic unless named otherwise).

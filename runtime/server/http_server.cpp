@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <random>
 
@@ -41,6 +43,7 @@ struct Pending {
   ResponseIds ids;
   bool stream = false, include_usage = false, first = true;
   std::string text;  // non-streamed: the answer so far
+  std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();  // non-streamed
 };
 
 bool write(httplib::DataSink& sink, const std::string& s) { return sink.write(s.data(), s.size()); }
@@ -71,10 +74,17 @@ bool stream_step(Pending& p, httplib::DataSink& sink) {
   return true;
 }
 
-/// One call of a non-streamed response's provider: collects the answer; a space every second until then.
+/// One call of a non-streamed response's provider: collects the answer; a space every second until then
+/// (also while tokens arrive: a write is the only way a closed connection is noticed).
 bool whole_step(Pending& p, httplib::DataSink& sink) {
   GenEvent ev;
-  if (!p.h->next(ev, kHeartbeatMs)) return write(sink, " ");
+  const bool got = p.h->next(ev, kHeartbeatMs);
+  const auto now = std::chrono::steady_clock::now();
+  if (!got || now - p.last_write >= std::chrono::milliseconds(kHeartbeatMs)) {
+    p.last_write = now;
+    if (!write(sink, " ")) return false;
+  }
+  if (!got) return true;
   if (ev.kind == GenEvent::Kind::Text) {
     p.text += ev.text;
     return true;
@@ -96,6 +106,7 @@ struct HttpServer::Impl {
   ServerConfig cfg;
   httplib::Server svr;
   size_t longest_piece = 1;
+  int listen_fd = -1;
 
   Impl(BatchEngine& e, const tokenizer::Tokenizer& t, ServerConfig c) : engine(e), tok(t), cfg(std::move(c)) {
     for (int32_t id = 0; id < tok.n_vocab(); ++id) longest_piece = std::max(longest_piece, tok.piece(id, true).size());
@@ -226,6 +237,13 @@ HttpServer::HttpServer(BatchEngine& engine, const tokenizer::Tokenizer& tok, Ser
   const int threads = std::max(impl_->cfg.http_threads, 2);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_payload_max_length(impl_->cfg.max_body_bytes);
+  // httplib's default socket options set SO_REUSEPORT, with which a second server binds the same port and
+  // silently takes part of its connections; SO_REUSEADDR only allows rebinding a port left in TIME_WAIT.
+  s.set_socket_options([impl = impl_.get()](socket_t fd) {
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = fd;
+  });
   s.set_read_timeout(30, 0);
   s.set_write_timeout(30, 0);
   impl_->routes();
@@ -242,6 +260,9 @@ void HttpServer::bind() {
     if (!impl_->svr.bind_to_port(c.host, c.port)) fail("serve: cannot bind {}:{} (in use, or not an address of this machine)", c.host, c.port);
     port_ = c.port;
   }
+  // httplib listens with a backlog of 5: clients connecting at once beyond that wait for a SYN
+  // retransmission (1 s, then 3 s). Listening again on the bound socket only raises the backlog.
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
 }
 
 void HttpServer::serve() { impl_->svr.listen_after_bind(); }
