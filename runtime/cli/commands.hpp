@@ -33,4 +33,8 @@ void register_plan(CLI::App& app);
 /// `moetier serve -m MODEL [--port 8080] [--parallel N]`: OpenAI-compatible HTTP server (cli_serve.cpp).
 void register_serve(CLI::App& app);
 
+/// `moetier calibrate [-m MODEL | --preset NAME] [-t N] [--quick] [-o FILE]`: writes the machine profile
+/// (cli_calibrate.cpp).
+void register_calibrate(CLI::App& app);
+
 }  // namespace moetier::cli
