@@ -68,15 +68,25 @@ double compute_seconds(const WeightMix& mix, double tokens, const MachineProfile
   double s = 0;
   for (const auto& [type, e] : mix.by_type) {
     if (e.second == 0) continue;  // lookups, norms: bytes only
-    const int64_t tok = static_cast<int64_t>(std::llround(std::max(1.0, tokens)));
-    const KernelFigure* k = m.kernel(type, tok < 32 ? 1 : tok);
-    if (!k) {
+    const double tok = std::max(1.0, tokens);
+    const KernelFigure* k1 = m.kernel(type, 1);
+    if (!k1 || k1->tokens != 1) {
       missing.insert(type);
       s += e.first / (dram_gbps * 1e9);
+      continue;
+    }
+    const double t1 = e.first / (k1->gbps * 1e9);  // one token
+    const KernelFigure* k8 = m.kernel(type, 8);
+    const double t8 = k8 && k8->tokens == 8 ? e.first / (k8->gbps * 1e9) : 8 * t1;
+    const KernelFigure* k32 = m.kernel(type, 32);
+    const double t32 = k32 && k32->tokens == 32 ? 2.0 * e.second * 32 / (k32->gflops * 1e9) : 4 * t8;
+    if (tok <= 8) {
+      s += t1 + (tok - 1) / 7.0 * (t8 - t1);  // the GEMV path: between the measured 1 and 8 tokens
     } else if (tok < 32) {
-      s += tokens * e.first / (k->gbps * 1e9);
+      s += t8 + (tok - 8) / 24.0 * (t32 - t8);
     } else {
-      s += 2.0 * e.second * tokens / (k->gflops * 1e9);
+      const KernelFigure* k = m.kernel(type, static_cast<int64_t>(std::llround(tok)));
+      s += 2.0 * e.second * tok / (k->gflops * 1e9);
     }
   }
   return s;

@@ -4,8 +4,10 @@
 //   - DRAM tier: the non-expert weights and the DRAM-resident experts and cache hits, read once per step
 //     (experts: the distinct experts the step's tokens route to, uniform routing), in
 //     max(bytes / DRAM bandwidth at the thread count, compute) — reading and computing overlap; compute is
-//     per weight type: tokens x bytes / the kernel's 1-token rate below 32 tokens per matrix, else
-//     2 x elements x tokens / the kernel's GFLOP/s at the nearest measured batch size;
+//     per weight type, from the kernel figures measured on weights streamed from DRAM: below 8 tokens per
+//     matrix, interpolated between the GEMV's measured 1- and 8-token times; 8..32, between the 8-token
+//     time and the GEMM's at 32; from 32, 2 x elements x tokens / the GEMM's GFLOP/s at the nearest
+//     measured batch size;
 //   - disk tier: the streamed experts' cache misses, bytes / the disk rate measured at the model's expert
 //     read size, added (a miss stalls the layer that needs it);
 //   - KV cache: every sequence reads its context's K and V once per decode token, at the DRAM rate, added;
