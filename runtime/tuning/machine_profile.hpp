@@ -38,8 +38,10 @@ struct DiskFigure {
   Method how;
 };
 
-/// CPU kernel rate of one weight type at `tokens` tokens per matrix: weight bytes/s (GB/s) at 1 token
-/// (GEMV path), GFLOP/s (2 * n_out * n_in * tokens per product) at 32 and more (LinearExec::batch).
+/// CPU kernel rate of one weight type at `tokens` tokens per matrix, on weights streamed from DRAM: both
+/// weight bytes/s (GB/s) and GFLOP/s (2 * n_out * n_in * tokens per product). calibrate measures 1 and 8
+/// tokens on the GEMV path (LinearExec::operator()) and 32, 128 and 512 on LinearExec::batch (the prefill
+/// GEMM); the throughput model reads gbps below 32 tokens and gflops from 32.
 struct KernelFigure {
   std::string type;  ///< ggml type name, "Q4_K"
   int64_t tokens = 1;
