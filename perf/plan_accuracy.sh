@@ -59,14 +59,14 @@ predict() {  # name, measured prompt tokens, measured prompt t/s, measured decod
   shift 4
   "$bin" plan -m "$model" -t "$threads" "$@" --machine "$profile" -p "$p_tok" -n "$n" --json > "$work/plan.json"
   "$bin" plan -m "$model" -t "$threads" "$@" --machine "$profile" -p "$p_tok" -n "$n" | grep -E "^per decode step" || true
-  rows+=("$(python3 - "$work/plan.json" "$name" "$p_tps" "$g_tps" <<'PY'
+  rows+=("$(python3 - "$work/plan.json" "$name" "$p_tps" "$g_tps" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["predicted"]
-name, p_tps, g_tps = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+name, p_tps, g_tps, load = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 hit = f"{100 * j['cache_hit_rate']:.0f}%" + (" (trace)" if j["hit_rate_from_trace"] else "")
 print(f"| {name} | {j['decode_tokens_per_s']:.2f} | {g_tps:.2f} | {j['decode_tokens_per_s'] / g_tps:.2f} | "
       f"{j['prompt_tokens_per_s']:.2f} | {p_tps:.2f} | {j['prompt_tokens_per_s'] / p_tps:.2f} | "
-      f"{j['decode_binds']} | {hit} |")
+      f"{j['decode_binds']} | {hit} | {load} |")
 PY
 )")
 }
@@ -99,6 +99,6 @@ predict "experts on NVMe, trace (run)" "$p_tok" "$p_tps" "$g_tps" --experts-on-n
 echo "== load $(cut -d' ' -f1-3 /proc/loadavg) after the runs"
 echo
 echo "model $(basename "$model"), -n $n, threads ${threads/#0/default}"
-echo "| configuration | decode predicted t/s | measured | pred/meas | prompt predicted t/s | measured | pred/meas | decode binds | hit rate |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| configuration | decode predicted t/s | measured | pred/meas | prompt predicted t/s | measured | pred/meas | decode binds | hit rate | load (1 min) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

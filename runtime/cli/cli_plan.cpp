@@ -254,6 +254,7 @@ void plan(PlanArgs& a) {
                       {"parallel", a.parallel},                    {"decode_tokens_per_s", pd.decode_tps},
                       {"prompt_tokens", c.shape.prompt_tokens},    {"prompt_tokens_per_s", pd.prompt_tps},
                       {"decode_binds", pd.binds},                  {"prompt_binds", pd.prompt_binds},
+                      {"vram_capacity_binds", has_dev && !e.pr.notes.empty()},
                       {"step_seconds", {{"dram", pd.dram_s}, {"compute", pd.compute_s}, {"disk", pd.disk_s},
                                         {"kv_cache", pd.kv_s}, {"overhead", pd.overhead_s}, {"device", pd.device_s},
                                         {"total", pd.step_s}}}};
@@ -306,8 +307,11 @@ void plan(PlanArgs& a) {
               a.parallel, threads, static_cast<long long>(c.shape.decode_context), 1e3 * pd.dram_s, 1e3 * pd.compute_s,
               1e3 * pd.disk_s, 1e3 * pd.kv_s, 1e3 * pd.overhead_s,
               has_dev ? fmt::format(", {} {:.2f} ms", offload::to_string(dev), 1e3 * pd.device_s).c_str() : "", 1e3 * pd.step_s);
-  std::printf("predicted decode: %.2f tokens/s (%s; bound by %s)\n", pd.decode_tps,
-              a.parallel > 1 ? fmt::format("{} sequences together", a.parallel).c_str() : "one sequence", pd.binds.c_str());
+  // VRAM capacity binds the placement when the device planner left experts or FFNs off the device.
+  const std::string vram_bound = has_dev && !e.pr.notes.empty() ? "; placement bound by VRAM capacity (see notes)" : "";
+  std::printf("predicted decode: %.2f tokens/s (%s; bound by %s%s)\n", pd.decode_tps,
+              a.parallel > 1 ? fmt::format("{} sequences together", a.parallel).c_str() : "one sequence", pd.binds.c_str(),
+              vram_bound.c_str());
   std::printf("predicted prompt: %.2f tokens/s (%lld tokens in chunks of %lld; bound by %s)\n", pd.prompt_tps,
               static_cast<long long>(c.shape.prompt_tokens), static_cast<long long>(c.shape.n_batch), pd.prompt_binds.c_str());
   if (!save.empty()) std::printf("plan written to %s\n", save.c_str());
