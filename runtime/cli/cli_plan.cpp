@@ -85,23 +85,33 @@ class SparseSynthModel {
     if (!type) fail("plan: --type {}: unknown weight type", type_name);
     const synth::SynthModel m = synth::build_synth_model({preset, *type, "", 0});
     const auto writer = m.make_writer();
-    path_ = (std::filesystem::temp_directory_path() / ("moetier-plan-" + preset + "-XXXXXX")).string();
-    const int fd = ::mkstemp(path_.data());
-    if (fd < 0) fail("plan: cannot create a temporary file {}: {}", path_, std::strerror(errno));
+    // A private folder, so that the file can carry the name `synth -o` would give it (plans record it).
+    dir_ = (std::filesystem::temp_directory_path() / "moetier-plan-XXXXXX").string();
+    if (::mkdtemp(dir_.data()) == nullptr) fail("plan: cannot create a temporary folder {}: {}", dir_, std::strerror(errno));
+    path_ = dir_ + "/" + preset + "-" + type_name + ".gguf";
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+      ::rmdir(dir_.c_str());
+      fail("plan: cannot create a temporary file {}: {}", path_, std::strerror(errno));
+    }
     const std::vector<std::byte> head = writer.header_bytes();
     const bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()) &&
                     ::ftruncate(fd, static_cast<off_t>(writer.file_size())) == 0;
     ::close(fd);
     if (!ok) {
       ::unlink(path_.c_str());
+      ::rmdir(dir_.c_str());
       fail("plan: cannot write the sparse model file {}", path_);
     }
   }
-  ~SparseSynthModel() { ::unlink(path_.c_str()); }
+  ~SparseSynthModel() {
+    ::unlink(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_;
+  std::string dir_, path_;
 };
 
 /// The machine profile of the prediction and where it came from.
