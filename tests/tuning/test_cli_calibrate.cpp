@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/size_breakdown.hpp"
 #include "runtime/tuning/machine_profile.hpp"
 #include "tests/run_util.hpp"
 
@@ -54,7 +56,13 @@ TEST_CASE("calibrate --quick writes a profile that reads back") {
   REQUIRE(!p.disk.empty());
   for (const auto& d : p.disk) CHECK((d.gbps > 0 && d.queue_depth > 0 && !d.how.method.empty()));
   // The model's expert read size (tiny-qwen3moe: every expert the same size) was measured.
-  nlohmann::json inspect = nlohmann::json::parse(test::run_moetier(c.dir, {"inspect", c.model, "--json"}).out, nullptr, false);
+  const auto sizes = models::compute_size_breakdown(gguf::GgufModel::open(c.model).tensors());
+  REQUIRE(!sizes.expert_layers.empty());
+  const uint64_t expert = sizes.expert_layers[0].uniform_expert_bytes();
+  CHECK(expert > 0);
+  bool measured_expert_size = false;
+  for (const auto& d : p.disk) measured_expert_size |= d.read_bytes == expert;
+  CHECK(measured_expert_size);
   bool q4k_1 = false, q4k_512 = false;
   for (const auto& k : p.kernels) {
     CHECK((k.gbps > 0 && k.gflops > 0 && !k.how.method.empty() && k.how.threads == p.max_threads));
