@@ -37,4 +37,8 @@ void register_serve(CLI::App& app);
 /// heatmap.svg, routing.jsonl in DIR (cli_profile.cpp).
 void register_profile(CLI::App& app);
 
+/// `moetier calibrate [-m MODEL | --preset NAME] [-t N] [--quick] [-o FILE]`: writes the machine profile
+/// (cli_calibrate.cpp).
+void register_calibrate(CLI::App& app);
+
 }  // namespace moetier::cli

@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   moetier::cli::register_plan(app);
   moetier::cli::register_serve(app);
   moetier::cli::register_profile(app);
+  moetier::cli::register_calibrate(app);
   // llama.cpp's multi-letter single-dash options (CLI11 takes none after one dash): -cnv (conversation
   // mode), -np (server slots), spelled as their long forms.
   std::vector<std::string> args(argv + 1, argv + argc);

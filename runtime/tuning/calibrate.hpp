@@ -1,0 +1,33 @@
+// `moetier calibrate`'s measurements (runtime/cli/cli_calibrate.cpp drives them): DRAM read bandwidth per
+// thread count, disk read bandwidth of expert-sized reads with the expert reader (io_uring, O_DIRECT), CPU
+// kernel rates per weight type and batch size through LinearExec (the path the model's FFNs take), and the
+// thread pool's dispatch cost. Every figure records its method (machine_profile.hpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/tuning/machine_profile.hpp"
+
+namespace moetier::tuning {
+
+/// What to measure.
+struct CalibrateOptions {
+  int max_threads = 0;                  ///< 0: the pool's default worker count
+  bool quick = false;                   ///< ~30 s: fewer thread counts, sizes, depths and repetitions
+  std::string disk_dir;                 ///< folder of the temporary file (created, deleted afterwards)
+  std::vector<uint64_t> read_sizes;     ///< expert read sizes in bytes (empty: 1, 4, 16 MiB)
+  std::vector<std::string> types;       ///< ggml type names to rate (empty: Q4_K, Q6_K, Q8_0)
+  int64_t n_embd = 2048, n_ff = 768;    ///< the matrix shape rated: [n_ff, n_embd] (an expert's gate / up)
+};
+
+/// Called with one line of progress ("dram 2 threads", ...), step and step count.
+using ProgressFn = std::function<void(const std::string& what, int step, int n_steps)>;
+
+/// Runs every measurement and returns the profile (created = now). Throws Error when the disk folder
+/// cannot hold the temporary file, a type has no CPU kernel, or a measurement fails its own check.
+MachineProfile calibrate(const CalibrateOptions& opts, const ProgressFn& progress = {});
+
+}  // namespace moetier::tuning

@@ -1,0 +1,106 @@
+// The throughput model (runtime/tuning/throughput_model.hpp) on hand-made work and profiles whose
+// predictions are worked out by hand in each row: DRAM- vs compute-bound decode, a missing kernel figure,
+// the disk tier's misses, KV-cache reads, parallel sequences and the prompt.
+#include <doctest/doctest.h>
+
+#include "runtime/tuning/throughput_model.hpp"
+
+using namespace moetier::tuning;
+
+namespace {
+
+/// DRAM 10 GB/s; Q4_K: 1 token at `k1` GB/s, 8 tokens at 20 GB/s (weight bytes), 100 GFLOP/s at 32; a disk
+/// of 1 GB/s; no dispatch overhead figure.
+MachineProfile profile(double k1) {
+  MachineProfile m;
+  m.dram = {{2, 10.0, {"t", 1, 2, 1}}};
+  m.disk = {{1 << 20, 8, 1.0, {"t", 1, 1, 1}}};
+  m.kernels = {{"Q4_K", 1, k1, 1.0, {"t", 1, 2, 1}}, {"Q4_K", 8, 20.0, 1.0, {"t", 1, 2, 1}},
+               {"Q4_K", 32, 1.0, 100.0, {"t", 1, 2, 1}}};
+  return m;
+}
+
+ModelWork dense(const std::string& type) {
+  ModelWork w;
+  w.non_expert.add(type, 1e9, 2e9);  // 1 GB of weights, 2e9 elements
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("throughput model: decode, worked by hand") {
+  struct Row {
+    const char* name;
+    ModelWork w;
+    double k1;
+    int parallel;
+    double decode_tps;
+    const char* binds;
+  };
+  ModelWork kv = dense("Q4_K");
+  kv.kv_bytes_per_position = 2e6;  // x 1000 positions = 2 GB at 10 GB/s = 0.2 s
+  ModelWork streamed;              // 4 experts of 0.25 GB, all used by every token, all on NVMe, half hit
+  streamed.n_moe_layers = 1;
+  streamed.n_expert = 4;
+  streamed.n_expert_used = 4;
+  streamed.expert.add("Q4_K", 0.25e9, 0.5e9);
+  streamed.dram_share = 0;
+  streamed.nvme_share = 1;
+  streamed.hit_rate = 0.5;
+  streamed.expert_read_bytes = 1 << 20;
+  const std::vector<Row> rows{
+      // 1 GB at 5 GB/s of kernel (0.2 s) > 1 GB at 10 GB/s of DRAM (0.1 s)
+      {"compute bound", dense("Q4_K"), 5, 1, 5.0, "CPU compute"},
+      // kernel 0.05 s < DRAM 0.1 s
+      {"DRAM bound", dense("Q4_K"), 20, 1, 10.0, "DRAM bandwidth"},
+      // no Q6_K figure: DRAM rate only
+      {"no kernel figure", dense("Q6_K"), 5, 1, 10.0, "DRAM bandwidth"},
+      // DRAM 0.1 s + KV 0.2 s
+      {"KV cache", kv, 20, 1, 1 / 0.3, "KV-cache reads"},
+      // hits 0.5 GB from DRAM (0.05 s) vs compute 1 GB at 100 GB/s (0.01 s); misses 0.5 GB at 1 GB/s (0.5 s)
+      {"disk misses", streamed, 100, 1, 1 / 0.55, "disk bandwidth"},
+      // 4 tokens: compute between 1 token (1 GB / 20 GB/s) and 8 (1 GB / 20 GB/s) = 0.05 s; DRAM 0.1 s, once
+      {"4 sequences", dense("Q4_K"), 20, 4, 40.0, "DRAM bandwidth"},
+  };
+  for (const Row& r : rows) {
+    CAPTURE(r.name);
+    PredictShape s;
+    s.threads = 2;
+    s.parallel = r.parallel;
+    s.decode_context = 1000;
+    s.prompt_tokens = 64;
+    s.n_batch = 64;
+    const Prediction p = predict(r.w, profile(r.k1), s);
+    CHECK(p.decode_tps == doctest::Approx(r.decode_tps).epsilon(1e-9));
+    CHECK(p.binds == r.binds);
+    CHECK(p.notes.empty() == (std::string(r.name) != "no kernel figure"));
+  }
+}
+
+TEST_CASE("throughput model: prompt at 64 tokens takes the GEMM rate") {
+  PredictShape s;
+  s.threads = 2;
+  s.prompt_tokens = 128;
+  s.n_batch = 64;  // two chunks of 64
+  // Each chunk: 2 x 2e9 elements x 64 tokens / 100 GFLOP/s = 2.56 s (> 0.1 s of DRAM): 128 / 5.12 s.
+  const Prediction p = predict(dense("Q4_K"), profile(5), s);
+  CHECK(p.prompt_tps == doctest::Approx(128 / 5.12).epsilon(1e-9));
+  CHECK(p.prompt_binds == "CPU compute");
+}
+
+TEST_CASE("throughput model: weight mix of a tensor list") {
+  std::vector<moetier::gguf::TensorInfo> t(4);
+  t[0] = {"token_embd.weight", moetier::GgmlType::Q4_K, {1000, 256}, 0, 0, 144000};
+  t[1] = {"blk.0.attn_q.weight", moetier::GgmlType::Q4_K, {256, 256}, 0, 0, 36864};
+  t[2] = {"blk.0.ffn_gate_exps.weight", moetier::GgmlType::Q4_K, {4, 512, 256}, 0, 0, 4 * 73728};
+  t[3] = {"output.weight", moetier::GgmlType::Q6_K, {1000, 256}, 0, 0, 210000};
+  ModelWork w;
+  fill_weight_mix(t, 4, w);
+  // token_embd: one row (144 bytes, no arithmetic); attn_q whole; the LM head whole.
+  CHECK(w.non_expert.by_type.at("Q4_K").first == doctest::Approx(144 + 36864));
+  CHECK(w.non_expert.by_type.at("Q4_K").second == doctest::Approx(256 * 256));
+  CHECK(w.non_expert.by_type.at("Q6_K").first == doctest::Approx(210000));
+  CHECK(w.n_moe_layers == 1);
+  CHECK(w.expert.bytes() == doctest::Approx(73728));
+  CHECK(w.expert.by_type.at("Q4_K").second == doctest::Approx(512 * 256));
+}
