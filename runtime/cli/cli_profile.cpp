@@ -27,6 +27,7 @@
 #include "offload/routing_trace.hpp"
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
+#include "runtime/cli/loaded_model.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/profile_heatmap.hpp"
 #include "runtime/cli/profile_summary.hpp"
@@ -136,18 +137,9 @@ void profile(const ProfileArgs& a) {
   for (const auto& p : {trace_path, summary_path, heatmap_path, routing_path}) check_output_file(p, "profile output");
   check_tier_files(o.tiers);
 
-  GenerateParams gp;
-  gp.n_predict = o.n_predict;
-  gp.sampling.temperature = o.temp;
-  gp.sampling.top_k = o.top_k;
-  gp.sampling.top_p = o.top_p;
-  gp.sampling.min_p = o.min_p;
-  gp.sampling.repeat_penalty = o.repeat_penalty;
-  gp.sampling.repeat_last_n = o.repeat_last_n;
+  GenerateParams gp = generate_params(o);
   // Every run generates the same tokens: one seed for all (a random one when -s is not given).
-  gp.sampling.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
-  gp.stop_at_eog = !o.ignore_eos;
-  (void)sampling::Sampler(gp.sampling);
+  if (o.seed < 0) gp.sampling.seed = std::random_device{}();
   std::string prompt = o.prompt;
   if (!o.prompt_file.empty()) prompt = read_input_file(o.prompt_file, "prompt file");
 
@@ -159,17 +151,13 @@ void profile(const ProfileArgs& a) {
   const uint64_t bw_bytes = std::min<uint64_t>(a.bw_mib << 20, std::max<uint64_t>(available_memory_bytes() / 4, 16u << 20));
   const double dram_gbps = sched::measure_read_bandwidth_gbps(pool, bw_bytes, 3);
 
-  const uint64_t rss_before_model = tiered::current_rss_bytes();
-  if (o.no_mmap && o.tiers.any()) fail("--no-mmap cannot be combined with the tier options (as in `run`)");
-  auto g = gguf::GgufModel::open(o.model);
-  if (o.no_mmap) copy_weights_to_memory(g);
-  auto model = models::load_model(g);
-  model->set_gemm_min_tokens(o.gemm_min_batch);
-  const auto tok = tokenizer::Tokenizer::from_gguf(g);
-  const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
+  LoadOptions lo{o.threads, o.no_mmap, o.tiers.any(), o.gemm_min_batch};
+  lo.configure_pool = false;
+  LoadedModel lm(o.model, lo);
+  auto& model = lm.model;
+  const auto& tok = lm.tok;
+  const uint64_t metadata_bytes = lm.metadata_bytes;
   const auto& hp = model->hparams();
-  if (tok.n_vocab() != hp.n_vocab)
-    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", o.model, tok.n_vocab(), hp.n_vocab);
   const int64_t n_ctx = resolve_context(hp, o.ctx);
   const std::vector<int32_t> tokens = tok.encode(prompt, true, true);
   if (o.repeat_last_n == -1) gp.sampling.repeat_last_n = static_cast<int32_t>(n_ctx);
@@ -244,7 +232,7 @@ void profile(const ProfileArgs& a) {
   in.dram_gbps = dram_gbps;
   in.disk_ceiling_gbps = disk_ceiling_gbps;
   in.machine_file = a.machine;
-  const auto sizes = models::compute_size_breakdown(g.tensors());
+  const auto sizes = models::compute_size_breakdown(lm.g.tensors());
   in.non_ffn_bytes_per_token = sizes.decode_bytes_per_token(0) - sizes.shared_experts - sizes.dense_ffn;
   in.device_name = tiers.device ? tiers.device->device().name() : "";
   in.streamed = cache != nullptr;

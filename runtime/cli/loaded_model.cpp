@@ -16,9 +16,11 @@ gguf::GgufModel open_model(const std::string& path, const LoadOptions& o, uint64
   if (o.no_mmap && o.tiers)
     fail("--no-mmap copies the whole model into memory; it cannot be combined with --ram-budget, --plan, "
          "--experts-on-nvme or the device options, which keep part of it elsewhere");
-  sched::ThreadPoolOptions po;
-  po.n_threads = o.threads;
-  sched::configure_global_pool(po);
+  if (o.configure_pool) {
+    sched::ThreadPoolOptions po;
+    po.n_threads = o.threads;
+    sched::configure_global_pool(po);
+  }
   rss_before = tiered::current_rss_bytes();
   auto g = gguf::GgufModel::open(path);
   if (o.chat) tmpl = chat::ChatTemplate::for_model(g, o.chat_template);

@@ -26,6 +26,7 @@ struct LoadOptions {
   /// open, before the --no-mmap copy and the model load, so a template error comes before the long part.
   bool chat = false;
   std::string chat_template;
+  bool configure_pool = true;    // false: the caller configured the global pool already (profile)
 };
 
 /// Opens `path` and loads it. Errors (one line, naming the file): --no-mmap with tier options, any load
