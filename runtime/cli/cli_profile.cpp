@@ -28,6 +28,7 @@
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/context_size.hpp"
 #include "runtime/cli/loaded_model.hpp"
+#include "runtime/tuning/machine_profile.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/cli/profile_heatmap.hpp"
 #include "runtime/cli/profile_summary.hpp"
@@ -72,24 +73,9 @@ void prepare_out_dir(const std::string& dir) {
 /// the disk ("disk" or "nvme" in its path) and ends in "gbps".
 double machine_disk_gbps(const std::string& path) {
   if (path.empty()) return 0;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_input_file(path, "machine profile (--machine)"));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not a JSON machine profile: {}", path, e.what());
-  }
+  const tuning::MachineProfile p = tuning::read_machine_profile(path);  // Error naming the file and key
   double best = 0;
-  const auto walk = [&](const auto& self, const nlohmann::json& v, const std::string& at) -> void {
-    if (v.is_object()) {
-      for (auto it = v.begin(); it != v.end(); ++it) self(self, it.value(), at + "/" + it.key());
-    } else if (v.is_array()) {
-      for (const auto& x : v) self(self, x, at);
-    } else if (v.is_number()) {
-      const bool disk = at.find("disk") != std::string::npos || at.find("nvme") != std::string::npos;
-      if (disk && at.size() >= 4 && at.compare(at.size() - 4, 4, "gbps") == 0) best = std::max(best, v.get<double>());
-    }
-  };
-  walk(walk, j, "");
+  for (const auto& d : p.disk) best = std::max(best, d.gbps);
   return best;
 }
 
