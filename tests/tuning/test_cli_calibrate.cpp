@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include <map>
+
 #include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/hparams.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/tuning/machine_profile.hpp"
 #include "tests/run_util.hpp"
@@ -72,6 +75,25 @@ TEST_CASE("calibrate --quick writes a profile that reads back") {
   CHECK(q4k_1);
   CHECK(q4k_512);
   CHECK(p.overhead_us("pool_dispatch") > 0);
+  // Per-token overheads at the model's shape: attention per layer at 512 / 4096 / 32768 positions, the
+  // router (F32 [n_expert, n_embd] GEMV + top-k) and rms_norm over n_embd.
+  const auto g = gguf::GgufModel::open(c.model);
+  const models::ModelHparams hp = models::load_hparams(g.metadata(), c.model);
+  std::map<int64_t, double> attn;
+  for (const auto& o : p.overheads) {
+    CHECK((o.microseconds > 0 && !o.how.method.empty() && o.how.repetitions > 0));
+    if (o.what != "attention") continue;
+    CHECK(o.elements == static_cast<double>(hp.n_head * (hp.head_dim_k + hp.head_dim_v)));
+    attn[o.context] = o.microseconds;
+  }
+  CHECK(attn.size() == 3);
+  CHECK((attn.count(512) && attn.count(4096) && attn.count(32768)));
+  CHECK(attn[32768] > attn[512]);  // 64 x the positions
+  REQUIRE(p.overhead("router") != nullptr);
+  CHECK(p.overhead("router")->elements == static_cast<double>(hp.n_expert * hp.n_embd));
+  REQUIRE(p.overhead("rms_norm") != nullptr);
+  CHECK(p.overhead("rms_norm")->elements == static_cast<double>(hp.n_embd));
+  CHECK(c.calib.out.find("attention at 32768") != std::string::npos);
   // The temporary file of the disk measurement is gone.
   CHECK(std::filesystem::is_empty(c.disk));
 }
@@ -95,8 +117,13 @@ TEST_CASE("plan --machine predicts decode and prompt speed from the profile") {
   const auto& s = pr["step_seconds"];
   CHECK(s["total"].get<double>() == doctest::Approx(std::max(s["dram"].get<double>(), s["compute"].get<double>()) +
                                                    s["disk"].get<double>() + s["kv_cache"].get<double>() +
+                                                   s["router"].get<double>() + s["norms"].get<double>() +
                                                    s["overhead"].get<double>() + s["device"].get<double>()));
   CHECK(pr["decode_tokens_per_s"].get<double>() == doctest::Approx(1.0 / s["total"].get<double>()));
+  // The calibrated router, norms and attention are in the step.
+  CHECK(s["router"].get<double>() > 0);
+  CHECK(s["norms"].get<double>() > 0);
+  CHECK(s["kv_cache"].get<double>() > 0);
   // The default profile path is read when --machine is not given.
   const RunResult d = test::run_moetier(c.dir, {"plan", "-m", c.model, "--experts-on-nvme", "0.5", "--json"},
                                         {"XDG_CACHE_HOME=" + test::shell_quote(c.dir.file("cache"))});
