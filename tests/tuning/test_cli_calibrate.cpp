@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <map>
+#include <set>
 
 #include "runtime/gguf/gguf_model.hpp"
 #include "runtime/models/hparams.hpp"
@@ -174,6 +175,34 @@ TEST_CASE("plan --search ranks alternatives and writes the best") {
   CHECK(n >= 4);
   CHECK(r.out.find("best plan written to " + best) != std::string::npos);
   const RunResult again = test::run_moetier(c.dir, {"plan", "-m", c.model, "--plan", best, "--machine", c.profile, "--json"});
+  CHECK(again.status == 0);
+}
+
+TEST_CASE("plan --search with a device tries its non-expert FFNs on it and off it") {
+  const Calibrated& c = calibrated();
+  REQUIRE(c.calib.status == 0);
+  // tiny-deepseek2 has shared experts and a dense lead layer: FFNs the device can compute.
+  const std::string best = c.dir.file("best-dev.json");
+  const RunResult r = test::run_moetier(c.dir, {"plan", "--preset", "tiny-deepseek2", "--sim-device", "4MiB", "--machine",
+                                                c.profile, "--search", "-o", best});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream in(r.out);
+  std::string line;
+  std::set<std::string> on, off;
+  while (std::getline(in, line)) {
+    if (line.empty() || !std::isdigit(static_cast<unsigned char>(line[0]))) continue;  // ranked rows only
+    if (line.find("device FFNs, experts ") != std::string::npos) on.insert(line.substr(5, 36));
+    if (line.find("host FFNs, experts ") != std::string::npos) off.insert(line.substr(5, 36));
+  }
+  // Each placement's best row is listed: FFNs on the device with experts in 0..100 % of the VRAM they leave,
+  // FFNs on the host with experts in 25..100 % (0 % would be no device).
+  CHECK(on.size() == 5);
+  CHECK(off.size() == 4);
+  // The best plan written is a device plan that reads back.
+  const RunResult again = test::run_moetier(c.dir, {"plan", "--preset", "tiny-deepseek2", "--plan", best, "--sim-device",
+                                                    "4MiB", "--machine", c.profile, "--json"});
+  CAPTURE(again.err);
   CHECK(again.status == 0);
 }
 
