@@ -107,6 +107,8 @@ void calibrate(const CalibrateArgs& a) {
   std::printf("\npool dispatch: %.2f us; per token:", p.overhead_us("pool_dispatch"));
   for (const auto& f : p.overheads)
     if (f.what == "attention") std::printf(" attention at %lld %.1f us/layer;", static_cast<long long>(f.context), f.microseconds);
+    else if (f.what == "attention_prefill")
+      std::printf(" prompt attention at %lld %.1f us/layer;", static_cast<long long>(f.context), f.microseconds);
   std::printf(" router %.2f us/layer; rms_norm %.3f us\nGPU: %s\nmachine profile written to %s\n", p.overhead_us("router"),
               p.overhead_us("rms_norm"), p.gpu.c_str(), out.c_str());
 }

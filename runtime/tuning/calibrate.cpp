@@ -201,25 +201,32 @@ void measure_per_token(const CalibrateOptions& o, sched::ThreadPool& pool, sched
   const int64_t nh = o.n_head, nkv = o.n_head_kv, dk = o.d_k, dv = o.d_v;
   if (nh <= 0 || nkv <= 0 || nh % nkv != 0 || dk <= 0 || dv <= 0)
     fail("calibrate: attention shape n_head {} / n_head_kv {} / d_k {} / d_v {} is not a grouped-query shape", nh, nkv, dk, dv);
-  for (int64_t ctx : o.contexts) {
-    note(fmt::format("attention at {} positions", ctx));
+  // (context, query tokens): one decode token at every context; a prompt chunk of kPrefillTokens ending
+  // at each context up to 4096 (longer ones would take seconds a repetition).
+  constexpr int64_t kPrefillTokens = 64;
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (int64_t ctx : o.contexts) runs.push_back({ctx, 1});
+  for (int64_t ctx : o.contexts)
+    if (ctx >= kPrefillTokens && ctx <= 4096) runs.push_back({ctx, kPrefillTokens});
+  for (const auto& [ctx, nt] : runs) {
+    note(fmt::format("attention at {} positions, {} query token(s)", ctx, nt));
     const int64_t row = nkv * (dk + dv);  // K then V of one position
     const uint64_t layer_bytes = static_cast<uint64_t>(ctx * row) * sizeof(float);
     const int64_t copies = std::max<int64_t>(2, static_cast<int64_t>(spread / layer_bytes));
     std::vector<float> kv(static_cast<size_t>(copies * ctx * row));
     fill_pattern(kv, 3);
-    std::vector<float> q(static_cast<size_t>(nh * dk)), out(static_cast<size_t>(nh * dv));
+    std::vector<float> q(static_cast<size_t>(nt * nh * dk)), out(static_cast<size_t>(nt * nh * dv));
     fill_pattern(q, 5);
     cpu::AttentionArgs a;
     a.q = q.data();
-    a.n_tokens = 1;
+    a.n_tokens = nt;
     a.n_head = nh;
     a.n_head_kv = nkv;
     a.d_k = dk;
     a.d_v = dv;
     a.k_stride = row;
     a.v_stride = row;
-    a.pos0 = ctx - 1;
+    a.pos0 = ctx - nt;
     a.scale = 1.0f / std::sqrt(static_cast<float>(dk));
     a.out = out.data();
     std::vector<std::vector<float>> scratch(static_cast<size_t>(n), std::vector<float>(static_cast<size_t>(cpu::attention_scratch_floats(a))));
@@ -232,10 +239,11 @@ void measure_per_token(const CalibrateOptions& o, sched::ThreadPool& pool, sched
           pool.parallel_for(nh, 1, [&](int64_t b, int64_t e, int w) { cpu::attention(a, b, e, scratch[static_cast<size_t>(w)].data()); });
         },
         budget_s, reps);
-    p.overheads.push_back({"attention", s * 1e6,
-                           {fmt::format("cpu::attention of 1 query token over {} positions, {} heads / {} KV heads, d_k {} d_v {}, "
-                                        "split over heads (Model::run_attention), f32 KV copies cycled, median rep",
-                                        ctx, nh, nkv, dk, dv),
+    p.overheads.push_back({nt == 1 ? "attention" : "attention_prefill", s * 1e6 / static_cast<double>(nt),
+                           {fmt::format("cpu::attention of {} query token(s) ending at {} positions, {} heads / {} KV heads, d_k {} "
+                                        "d_v {}, split over heads (Model::run_attention), f32 KV copies cycled, median rep, "
+                                        "per query token",
+                                        nt, ctx, nh, nkv, dk, dv),
                             static_cast<uint64_t>(copies) * layer_bytes, n, reps},
                            ctx, static_cast<double>(nh * (dk + dv))});
   }
@@ -306,8 +314,10 @@ MachineProfile calibrate(const CalibrateOptions& o, const ProgressFn& progress) 
   const std::vector<unsigned> depths = o.quick ? std::vector<unsigned>{8, 32} : std::vector<unsigned>{4, 16, 64};
   const std::vector<std::string> types = !o.types.empty() ? o.types : std::vector<std::string>{"Q4_K", "Q6_K", "Q8_0"};
   const std::vector<int64_t> batches{1, 8, 32, 128, 512};
+  int n_prefill = 0;
+  for (int64_t ctx : o.contexts) n_prefill += ctx >= 64 && ctx <= 4096;
   const int n_steps = static_cast<int>(counts.size() + sizes.size() * depths.size() + types.size() * batches.size() + 3 +
-                                       o.contexts.size());
+                                       o.contexts.size() + static_cast<size_t>(n_prefill));
   int step = 0;
   auto note = [&](const std::string& what) {
     if (progress) progress(what, ++step, n_steps);

@@ -52,7 +52,8 @@ struct KernelFigure {
 
 /// A fixed per-event cost, microseconds: "pool_dispatch" (one parallel_for of the thread pool), and the
 /// per-token costs of one decode token: "attention" (one layer, at `context` KV positions, for a shape of
-/// `elements` = n_head x (d_k + d_v)), "router" (one MoE layer: the F32 [n_expert, n_embd] GEMV and the
+/// `elements` = n_head x (d_k + d_v)), "attention_prefill" (the same per query token of a 64-token prompt
+/// chunk ending at `context`), "router" (one MoE layer: the F32 [n_expert, n_embd] GEMV and the
 /// top-k, `elements` = n_expert x n_embd) and "rms_norm" (one norm of `elements` = n_embd values). The
 /// throughput model scales a figure linearly by the model's elements / the measured ones. `context` and
 /// `elements` are optional in the JSON (0: not applicable; profiles written before them read as 0).

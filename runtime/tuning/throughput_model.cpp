@@ -138,10 +138,10 @@ double per_token_us(const MachineProfile& m, const char* what, double elements) 
 
 }  // namespace
 
-double attention_us(const MachineProfile& m, double context, double elements) {
+double attention_us(const MachineProfile& m, double context, double elements, const char* what) {
   std::vector<const OverheadFigure*> f;
   for (const OverheadFigure& o : m.overheads)
-    if (o.what == "attention" && o.context > 0 && o.elements > 0) f.push_back(&o);
+    if (o.what == what && o.context > 0 && o.elements > 0) f.push_back(&o);
   if (f.empty() || elements <= 0) return -1;
   std::sort(f.begin(), f.end(), [](const OverheadFigure* a, const OverheadFigure* b) { return a->context < b->context; });
   const auto at = [&](const OverheadFigure* o) { return o->microseconds * elements / o->elements; };
@@ -174,6 +174,13 @@ Prediction predict(const ModelWork& w, const MachineProfile& m, const PredictSha
     if (!attn) return reads;
     return std::max(reads, static_cast<double>(w.n_layer) * attention_us(m, ctx, w.attn_elements) * 1e-6);
   };
+  // A prompt token's: the prefill figures when measured (a chunk reads each K / V row once for all its
+  // tokens, so no floor of reads per token), else as a decode token.
+  const bool attn_prefill = attention_us(m, 1, w.attn_elements, "attention_prefill") >= 0;
+  const auto prompt_attn_token_s = [&](double ctx) {
+    if (!attn_prefill) return attn_token_s(ctx);
+    return static_cast<double>(w.n_layer) * attention_us(m, ctx, w.attn_elements, "attention_prefill") * 1e-6;
+  };
 
   // Decode: one token of each sequence.
   const double P = static_cast<double>(std::max(1, s.parallel));
@@ -201,7 +208,7 @@ Prediction predict(const ModelWork& w, const MachineProfile& m, const PredictSha
     const int64_t b = std::min(s.n_batch, s.prompt_tokens - done);
     const StepCost c = step_cost(w, static_cast<double>(b), m, p.dram_gbps, missing);
     const double ms = c.dram_bytes / (p.dram_gbps * 1e9), ds = disk ? c.disk_bytes / (*disk * 1e9) : 0;
-    const double as = static_cast<double>(b) * attn_token_s(static_cast<double>(done) + static_cast<double>(b) / 2.0);
+    const double as = static_cast<double>(b) * prompt_attn_token_s(static_cast<double>(done) + static_cast<double>(b) / 2.0);
     const double rs = static_cast<double>(b) * rn_token_s;
     prompt_s += std::max(ms, c.compute_s) + ds + as + rs + over_s + w.device_seconds_per_token;
     mem_s += ms, cpu_s += c.compute_s, disk_s += ds, attn_s += as, rn_s += rs;

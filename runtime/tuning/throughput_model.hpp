@@ -14,7 +14,8 @@
 //     figure's time at the decode context (linear between the measured context lengths, proportional
 //     below the first and above the last), scaled by the model's n_head x (d_k + d_v) / the measured one,
 //     but no less than reading its K and V at the DRAM rate; without them, the K and V reads at the DRAM
-//     rate (a prompt token's attention is timed as a decode token's at its position), added;
+//     rate; a prompt token's attention: the "attention_prefill" figures (a chunk's tokens at its middle
+//     position), else the decode figures, added;
 //   - router and norms: with the profile's "router" / "rms_norm" figures, per token, each MoE layer's
 //     router and each norm (2 per layer + the output norm), scaled by the model's shape, added;
 //   - overheads: the thread pool's dispatch cost x the parallel steps of a forward (per layer ~6
@@ -86,8 +87,9 @@ struct Prediction {
 void fill_weight_mix(const std::vector<gguf::TensorInfo>& tensors, int64_t n_expert, ModelWork& w);
 
 /// Microseconds of one token's attention in one layer at `context` positions for a shape of `elements`
-/// (see ModelWork::attn_elements) from the profile's "attention" figures; -1 when it has none.
-double attention_us(const MachineProfile& m, double context, double elements);
+/// (see ModelWork::attn_elements) from the profile's figures named `what` ("attention": a decode token;
+/// "attention_prefill": a token of a prompt chunk); -1 when it has none.
+double attention_us(const MachineProfile& m, double context, double elements, const char* what = "attention");
 
 /// Predicts decode and prompt speed. Throws Error when the profile has no DRAM figure.
 Prediction predict(const ModelWork& w, const MachineProfile& m, const PredictShape& s);

@@ -80,13 +80,15 @@ TEST_CASE("calibrate --quick writes a profile that reads back") {
   // router (F32 [n_expert, n_embd] GEMV + top-k) and rms_norm over n_embd.
   const auto g = gguf::GgufModel::open(c.model);
   const models::ModelHparams hp = models::load_hparams(g.metadata(), c.model);
-  std::map<int64_t, double> attn;
+  std::map<int64_t, double> attn, prefill;
   for (const auto& o : p.overheads) {
     CHECK((o.microseconds > 0 && !o.how.method.empty() && o.how.repetitions > 0));
-    if (o.what != "attention") continue;
+    if (o.what != "attention" && o.what != "attention_prefill") continue;
     CHECK(o.elements == static_cast<double>(hp.n_head * (hp.head_dim_k + hp.head_dim_v)));
-    attn[o.context] = o.microseconds;
+    (o.what == "attention" ? attn : prefill)[o.context] = o.microseconds;
   }
+  CHECK(prefill.size() == 2);  // a 64-token prompt chunk ending at 512 and 4096 positions
+  CHECK((prefill.count(512) && prefill.count(4096)));
   CHECK(attn.size() == 3);
   CHECK((attn.count(512) && attn.count(4096) && attn.count(32768)));
   CHECK(attn[32768] > attn[512]);  // 64 x the positions

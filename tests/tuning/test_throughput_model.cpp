@@ -149,6 +149,13 @@ TEST_CASE("throughput model: calibrated attention, router and norms in the decod
   const double prompt_s = 2.56 + 64 * (2 * 2 * 1000 * 32 / 500.0 * 1e-6) + 64 * (router + norms) + dispatch;
   CHECK(p.prompt_tps == doctest::Approx(64 / prompt_s).epsilon(1e-9));
 
+  // With prefill figures (per prompt token: 100 us at 500 positions, elements 100), the prompt takes them:
+  // the middle position 32 -> 100 x 32 / 500 us, x 2 elements, x 2 layers.
+  m.overheads.push_back({"attention_prefill", 100, {"t", 1, 2, 1}, 500, 100});
+  const double prompt_pf = 2.56 + 64 * (2 * 2 * 100 * 32 / 500.0 * 1e-6) + 64 * (router + norms) + dispatch;
+  CHECK(predict(w, m, s).prompt_tps == doctest::Approx(64 / prompt_pf).epsilon(1e-9));
+  CHECK(predict(w, m, s).decode_tps == doctest::Approx(p.decode_tps).epsilon(1e-12));  // decode unchanged
+
   // A long context: attention binds (2 layers x 2 x 3000 x 16 us = 0.192 s > 0.1 s of DRAM).
   s.decode_context = 32000;
   CHECK(predict(w, m, s).binds == "attention");
