@@ -17,6 +17,7 @@
 #include "runtime/cli/commands.hpp"
 #include "runtime/cli/option_checks.hpp"
 #include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/hparams.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/models/tensor_roles.hpp"
 #include "runtime/synth/synth_fill.hpp"
@@ -52,6 +53,19 @@ void shape_from_tensors(const std::vector<gguf::TensorInfo>& tensors, tuning::Ca
   o.types.assign(types.begin(), types.end());
 }
 
+/// The per-token overheads' shapes of a model: attention as its forward calls cpu::attention (MLA: one
+/// KV head of the compressed width kv_lora_rank + qk_rope_dim, values kv_lora_rank), router and norms.
+void shape_from_metadata(const gguf::Metadata& md, const std::string& file, tuning::CalibrateOptions& o) {
+  const models::ModelHparams hp = models::load_hparams(md, file);
+  if (hp.kv_lora_rank > 0) {
+    o.n_head = hp.n_head, o.n_head_kv = 1, o.d_k = hp.kv_lora_rank + hp.qk_rope_dim, o.d_v = hp.kv_lora_rank;
+  } else if (hp.n_head > 0 && hp.n_head_kv > 0 && hp.head_dim_k > 0 && hp.head_dim_v > 0) {
+    o.n_head = hp.n_head, o.n_head_kv = hp.n_head_kv, o.d_k = hp.head_dim_k, o.d_v = hp.head_dim_v;
+  }
+  if (hp.n_expert > 0 && hp.n_expert_used > 0) o.n_expert = hp.n_expert, o.n_expert_used = hp.n_expert_used;
+  if (hp.n_embd > 0) o.n_embd = hp.n_embd;
+}
+
 void calibrate(const CalibrateArgs& a) {
   tuning::CalibrateOptions o;
   o.max_threads = a.threads;
@@ -60,11 +74,15 @@ void calibrate(const CalibrateArgs& a) {
   const std::string out = a.out.empty() ? tuning::default_machine_profile_path() : a.out;
   if (out.empty()) fail("calibrate: neither XDG_CACHE_HOME nor HOME is set; give -o FILE");
   if (!a.model.empty()) {
-    shape_from_tensors(gguf::GgufModel::open(a.model).tensors(), o);
+    const auto g = gguf::GgufModel::open(a.model);
+    shape_from_tensors(g.tensors(), o);
+    shape_from_metadata(g.metadata(), a.model, o);
   } else if (!a.preset.empty()) {
     const auto type = ggml_type_from_name(a.type);
     if (!type) fail("calibrate: --type {}: unknown weight type", a.type);
-    shape_from_tensors(synth::build_synth_model({a.preset, *type, "", 0}).tensor_infos(), o);
+    const auto sm = synth::build_synth_model({a.preset, *type, "", 0});
+    shape_from_tensors(sm.tensor_infos(), o);
+    shape_from_metadata(sm.metadata_map(), a.preset, o);
   }
   if (o.disk_dir.empty()) {
     const auto slash = out.find_last_of('/');
@@ -86,8 +104,13 @@ void calibrate(const CalibrateArgs& a) {
   for (const auto& k : p.kernels)
     if (k.tokens == 1) std::printf(" %s %.1f GB/s at 1 token;", k.type.c_str(), k.gbps);
     else std::printf(" %s %.1f GFLOP/s at %lld;", k.type.c_str(), k.gflops, static_cast<long long>(k.tokens));
-  std::printf("\npool dispatch: %.2f us; GPU: %s\nmachine profile written to %s\n", p.overhead_us("pool_dispatch"),
-              p.gpu.c_str(), out.c_str());
+  std::printf("\npool dispatch: %.2f us; per token:", p.overhead_us("pool_dispatch"));
+  for (const auto& f : p.overheads)
+    if (f.what == "attention") std::printf(" attention at %lld %.1f us/layer;", static_cast<long long>(f.context), f.microseconds);
+    else if (f.what == "attention_prefill")
+      std::printf(" prompt attention at %lld %.1f us/layer;", static_cast<long long>(f.context), f.microseconds);
+  std::printf(" router %.2f us/layer; rms_norm %.3f us\nGPU: %s\nmachine profile written to %s\n", p.overhead_us("router"),
+              p.overhead_us("rms_norm"), p.gpu.c_str(), out.c_str());
 }
 
 }  // namespace

@@ -266,7 +266,7 @@ void plan(PlanArgs& a) {
                       {"decode_binds", pd.binds},                  {"prompt_binds", pd.prompt_binds},
                       {"vram_capacity_binds", has_dev && !e.pr.notes.empty()},
                       {"step_seconds", {{"dram", pd.dram_s}, {"compute", pd.compute_s}, {"disk", pd.disk_s},
-                                        {"kv_cache", pd.kv_s}, {"overhead", pd.overhead_s}, {"device", pd.device_s},
+                                        {"kv_cache", pd.kv_s}, {"router", pd.router_s}, {"norms", pd.norm_s}, {"overhead", pd.overhead_s}, {"device", pd.device_s},
                                         {"total", pd.step_s}}}};
     std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
@@ -313,9 +313,10 @@ void plan(PlanArgs& a) {
                                    : ", uniform routing",
               gb(pd.kv_bytes / P).c_str());
   std::printf("per decode step (%d sequence(s), %d threads, context %lld): DRAM %.2f ms, CPU compute %.2f ms (overlapped: "
-              "the larger counts), disk %.2f ms, KV cache %.2f ms, dispatch %.2f ms%s = %.2f ms\n",
+              "the larger counts), disk %.2f ms, %s %.2f ms, router %.2f ms, norms %.2f ms, dispatch %.2f ms%s = %.2f ms\n",
               a.parallel, threads, static_cast<long long>(c.shape.decode_context), 1e3 * pd.dram_s, 1e3 * pd.compute_s,
-              1e3 * pd.disk_s, 1e3 * pd.kv_s, 1e3 * pd.overhead_s,
+              1e3 * pd.disk_s, pd.attention_measured ? "attention" : "KV cache", 1e3 * pd.kv_s, 1e3 * pd.router_s,
+              1e3 * pd.norm_s, 1e3 * pd.overhead_s,
               has_dev ? fmt::format(", {} {:.2f} ms", offload::to_string(dev), 1e3 * pd.device_s).c_str() : "", 1e3 * pd.step_s);
   // VRAM capacity binds the placement when the device planner left experts or FFNs off the device.
   const std::string vram_bound = has_dev && !e.pr.notes.empty() ? "; placement bound by VRAM capacity (see notes)" : "";

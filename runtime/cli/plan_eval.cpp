@@ -101,6 +101,13 @@ PlanEval evaluate_plan(const PlanContext& c, const TierOptions& t, const tuning:
   w.expert_read_bytes = p.model.expert_bytes.empty() ? 0 : *std::max_element(p.model.expert_bytes.begin(), p.model.expert_bytes.end());
   w.kv_bytes_per_position = e.pr.kv_cache_bytes > 0 ? static_cast<double>(e.pr.kv_cache_bytes) / static_cast<double>(c.n_ctx * P) : 0.0;
   w.device_seconds_per_token = e.dev_bytes > 0 ? e.dev_bytes / (e.dev_gbps * 1e9) : 0.0;
+  // Per-token overheads' shapes: attention as the forward calls cpu::attention (MLA: the compressed cache).
+  const double nh = static_cast<double>(hp.n_head);
+  w.attn_elements = hp.kv_lora_rank > 0 ? nh * static_cast<double>(2 * hp.kv_lora_rank + hp.qk_rope_dim)
+                                        : nh * static_cast<double>(hp.head_dim_k + hp.head_dim_v);
+  w.router_elements = static_cast<double>(hp.n_expert) * static_cast<double>(hp.n_embd);
+  w.norm_elements = static_cast<double>(hp.n_embd);
+  w.n_norms = 2 * hp.n_layer + 1;
   e.pred = tuning::predict(w, m, c.shape);
   return e;
 }

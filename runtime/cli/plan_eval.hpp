@@ -47,10 +47,12 @@ struct PlanEval {
 /// Throws Error as build_plan does.
 PlanEval evaluate_plan(const PlanContext& c, const TierOptions& t, const tuning::MachineProfile& m, bool real_cache);
 
-/// --search: evaluates the alternatives to `given` (experts on NVMe 0, 25, 50, 75, 100 % x cache sizes of 1/16,
-/// 1/8, 1/4 and 1/2 of the streamed experts; lru, lfu and freq_decay with a trace; 1, 2, 4 and 8 sequences)
-/// that fit the --ram-budget of `given` (when it has one), prints them ranked by predicted decode tokens/s
-/// (all sequences together), and writes the best one's plan to `out` when not empty.
+/// --search: evaluates the alternatives to `given` (without a device: experts on NVMe 0, 25, 50, 75, 100 % x
+/// cache sizes of 1/16, 1/8, 1/4 and 1/2 of the streamed experts; with a device: its non-expert FFNs on it
+/// or not x experts limited to 0, 25, 50, 75, 100 % of the VRAM left; lru, lfu and freq_decay with a
+/// trace; 1, 2, 4 and 8 sequences) that fit the --ram-budget of `given` (when it has one), prints them
+/// ranked by predicted decode tokens/s (all sequences together; the first 20 and each placement's best),
+/// and writes the best one's plan to `out` when not empty.
 void search_plans(const PlanContext& c, const TierOptions& given, const tuning::MachineProfile& m, const PlanEval& given_eval,
                   const std::string& out);
 

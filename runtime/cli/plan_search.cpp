@@ -1,6 +1,7 @@
 // `moetier plan --search` (see plan_eval.hpp): the alternatives that matter, ranked by predicted decode speed.
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include "common/error.hpp"
 #include "offload/eviction_policy.hpp"
@@ -24,8 +25,28 @@ void search_plans(const PlanContext& c, const TierOptions& given, const tuning::
   const size_t n_experts = given_eval.pr.plan.model.expert_bytes.size() * static_cast<size_t>(c.model->hparams().n_expert);
   // Placements: the one given, then experts on NVMe 0..100 % with caches of 1/16..1/2 of the streamed experts.
   std::vector<std::pair<std::string, TierOptions>> placements{{"as given", given}};
-  if (!given.vram_budget.empty() || !given.sim_device.empty() || !given.plan.empty()) {
-    // Device plans and given plans are evaluated as they are (their alternatives are not searched yet).
+  if (!given.plan.empty()) {
+    // A given plan is evaluated as it is.
+  } else if (given_eval.pr.device.enabled) {
+    // A device: its non-expert FFNs (shared experts, dense FFNs: what plan_with_vram can put there; attention
+    // weights and the KV cache stay on the host while no device backend computes attention) on it or
+    // not, and the experts it takes limited to 0..100 % of the VRAM the FFNs leave.
+    // What a plan may put there (--vram-budget, else the sim capacity; --device-slots already taken off).
+    const uint64_t vram = given_eval.pr.device.vram_budget_bytes, slots = given_eval.pr.device.slot_bytes;
+    const uint64_t ffn = given_eval.pr.device_non_expert_bytes;
+    for (const bool on : {true, false}) {
+      if (on && (ffn == 0 || ffn > vram)) continue;  // nothing to put there, or it does not fit
+      for (const int pct : {0, 25, 50, 75, 100}) {
+        const uint64_t rest = vram - (on ? ffn : 0);
+        const uint64_t budget = (on ? ffn : 0) + static_cast<uint64_t>(static_cast<double>(rest) * pct / 100.0);
+        if (budget == 0) continue;  // no device at all: not a device plan
+        TierOptions t = given;
+        t.vram_budget = std::to_string(budget + slots);
+        t.device_non_expert = on;
+        placements.push_back({on ? fmt::format("device FFNs, experts {}% of rest", pct)
+                                 : fmt::format("host FFNs, experts {}% of VRAM", pct), t});
+      }
+    }
   } else {
     for (const char* f : {"0", "0.25", "0.5", "0.75", "all"}) {
       TierOptions t = given;
@@ -72,15 +93,20 @@ void search_plans(const PlanContext& c, const TierOptions& given, const tuning::
                    [](const Candidate& a, const Candidate& b) { return a.eval.pred.decode_tps > b.eval.pred.decode_tps; });
   std::printf("%-4s %-36s %-10s %3s %10s %10s %9s %12s %12s  %s\n", "rank", "placement", "policy", "seq", "decode t/s",
               "prompt t/s", "hit rate", "DRAM used", "NVMe", "binds");
-  const size_t shown = std::min<size_t>(all.size(), 20);
-  for (size_t i = 0; i < shown; ++i) {
+  // The first 20, and every placement's best row below them.
+  std::set<std::string> seen;
+  size_t shown = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
     const Candidate& k = all[i];
+    if (i >= 20 && seen.count(k.placement)) continue;
+    seen.insert(k.placement);
+    ++shown;
     std::printf("%-4zu %-36s %-10s %3d %10.2f %10.2f %8.0f%% %12s %12s  %s\n", i + 1, k.placement.c_str(), k.policy.c_str(),
                 k.parallel, k.eval.pred.decode_tps, k.eval.pred.prompt_tps, 100 * k.eval.hit_rate,
                 models::format_bytes(k.eval.mem.total()).c_str(),
                 models::format_bytes(k.eval.pr.plan.bytes_on(offload::Tier::Kind::Nvme)).c_str(), k.eval.pred.binds.c_str());
   }
-  std::printf("%zu alternatives ranked (%zu shown), %zu refused (over --ram-budget or not plannable); decode t/s counts "
+  std::printf("%zu alternatives ranked (%zu shown: the first 20 and each placement's best), %zu refused (over --ram-budget or not plannable); decode t/s counts "
               "every sequence\n",
               all.size(), shown, refused);
   if (!out.empty()) {

@@ -231,7 +231,7 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     // Device first: the FFNs every token reads (when they fit), then the hottest experts. The host keeps
     // every non-expert weight and the KV cache (see PlannedRun), so the DRAM budget counts them in full.
     offload::VramPlanRequest rq;
-    rq.non_expert_bytes = out.device_non_expert_bytes;
+    rq.non_expert_bytes = o.device_non_expert ? out.device_non_expert_bytes : 0;
     rq.kv_cache_bytes = out.device_kv_cache_bytes;
     rq.dram_non_expert_bytes = out.parts.non_expert;
     rq.device = offload::DeviceBudget{dev.tier(), dev.vram_budget_bytes,
@@ -242,7 +242,8 @@ PlannedRun build_plan(const models::Model& model, const TierOptions& o, const Ru
     offload::VramPlan v = offload::plan_with_vram(id, rq);
     plan = std::move(v.plan);
     plan.kv_cache = offload::Tier::dram();  // host memory: attention runs on the CPU
-    if (out.device_non_expert_bytes == 0) plan.non_expert = offload::Tier::dram();  // no FFN the device would compute
+    if (out.device_non_expert_bytes == 0 || !o.device_non_expert)
+      plan.non_expert = offload::Tier::dram();  // no FFN the device would compute, or kept off it
     out.notes = std::move(v.notes);
   } else if (out.ram_budget_bytes > 0) {
     // The budget is the process: KV cache, scratch, I/O state, metadata and fixed overhead first.

@@ -33,6 +33,9 @@ struct TierOptions {
   std::string sim_device;       // --sim-device 8GiB[,24GB/s]
   std::string device_slots;     // --device-slots 2GiB: dynamic expert slots, carved from the VRAM budget
   unsigned io_queue_depth = 32;
+  /// With a device: false keeps the non-expert FFNs (shared experts, dense FFNs) off it, leaving its
+  /// budget to experts (plan --search's alternative; no option sets it).
+  bool device_non_expert = true;
   bool no_prefetch = false;
   bool verbose = false;
   bool any() const {

@@ -15,11 +15,13 @@
 #include "common/aligned_buffer.hpp"
 #include "common/error.hpp"
 #include "common/ggml_type.hpp"
+#include "cpu/ops.hpp"
 #include "offload/uring_reader.hpp"
 #include "runtime/synth/synth_fill.hpp"
 #include "scheduler/backend_registry.hpp"
 #include "scheduler/bandwidth.hpp"
 #include "scheduler/linear_exec.hpp"
+#include "scheduler/router.hpp"
 #include "scheduler/thread_pool.hpp"
 
 namespace moetier::tuning {
@@ -165,6 +167,140 @@ Matrices make_matrices(GgmlType type, int64_t n_out, int64_t n_in, uint64_t tota
   return m;
 }
 
+/// Median seconds of `fn` over repetitions until `budget_s` (at least 3); `reps` returns the count.
+template <class Fn>
+double median_seconds(Fn&& fn, double budget_s, int& reps) {
+  std::vector<double> v;
+  const auto t_all = Clock::now();
+  reps = 0;
+  while (reps < 3 || (seconds_since(t_all) < budget_s && reps < 200)) {
+    const auto t0 = Clock::now();
+    fn(reps);
+    v.push_back(seconds_since(t0));
+    ++reps;
+  }
+  return median(v);
+}
+
+/// Fills `v` with a cheap deterministic pattern of values in [-1, 1).
+void fill_pattern(std::span<float> v, uint32_t seed) {
+  uint32_t x = seed * 2654435761u + 1;
+  for (float& f : v) {
+    x = x * 1664525u + 1013904223u;
+    f = static_cast<float>(x >> 8) / static_cast<float>(1u << 23) - 1.0f;
+  }
+}
+
+/// Attention per layer at each context length, the router and rms_norm of one decode token.
+template <class Note>
+void measure_per_token(const CalibrateOptions& o, sched::ThreadPool& pool, sched::LinearExec& exec, Note&& note,
+                       MachineProfile& p) {
+  const int n = pool.size();
+  const double budget_s = o.quick ? 0.3 : 1.0;
+  const uint64_t spread = o.quick ? (256ull << 20) : (512ull << 20);  // KV copies cycled (>> LLC)
+  const int64_t nh = o.n_head, nkv = o.n_head_kv, dk = o.d_k, dv = o.d_v;
+  if (nh <= 0 || nkv <= 0 || nh % nkv != 0 || dk <= 0 || dv <= 0)
+    fail("calibrate: attention shape n_head {} / n_head_kv {} / d_k {} / d_v {} is not a grouped-query shape", nh, nkv, dk, dv);
+  // (context, query tokens): one decode token at every context; a prompt chunk of kPrefillTokens ending
+  // at each context up to 4096 (longer ones would take seconds a repetition).
+  constexpr int64_t kPrefillTokens = 64;
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (int64_t ctx : o.contexts) runs.push_back({ctx, 1});
+  for (int64_t ctx : o.contexts)
+    if (ctx >= kPrefillTokens && ctx <= 4096) runs.push_back({ctx, kPrefillTokens});
+  for (const auto& [ctx, nt] : runs) {
+    note(fmt::format("attention at {} positions, {} query token(s)", ctx, nt));
+    const int64_t row = nkv * (dk + dv);  // K then V of one position
+    const uint64_t layer_bytes = static_cast<uint64_t>(ctx * row) * sizeof(float);
+    const int64_t copies = std::max<int64_t>(2, static_cast<int64_t>(spread / layer_bytes));
+    std::vector<float> kv(static_cast<size_t>(copies * ctx * row));
+    fill_pattern(kv, 3);
+    std::vector<float> q(static_cast<size_t>(nt * nh * dk)), out(static_cast<size_t>(nt * nh * dv));
+    fill_pattern(q, 5);
+    cpu::AttentionArgs a;
+    a.q = q.data();
+    a.n_tokens = nt;
+    a.n_head = nh;
+    a.n_head_kv = nkv;
+    a.d_k = dk;
+    a.d_v = dv;
+    a.k_stride = row;
+    a.v_stride = row;
+    a.pos0 = ctx - nt;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(dk));
+    a.out = out.data();
+    std::vector<std::vector<float>> scratch(static_cast<size_t>(n), std::vector<float>(static_cast<size_t>(cpu::attention_scratch_floats(a))));
+    int reps = 0;
+    const double s = median_seconds(
+        [&](int r) {
+          const float* base = kv.data() + static_cast<size_t>((r % copies) * ctx * row);
+          a.k = base;
+          a.v = base + nkv * dk;
+          pool.parallel_for(nh, 1, [&](int64_t b, int64_t e, int w) { cpu::attention(a, b, e, scratch[static_cast<size_t>(w)].data()); });
+        },
+        budget_s, reps);
+    p.overheads.push_back({nt == 1 ? "attention" : "attention_prefill", s * 1e6 / static_cast<double>(nt),
+                           {fmt::format("cpu::attention of {} query token(s) ending at {} positions, {} heads / {} KV heads, d_k {} "
+                                        "d_v {}, split over heads (Model::run_attention), f32 KV copies cycled, median rep, "
+                                        "per query token",
+                                        nt, ctx, nh, nkv, dk, dv),
+                            static_cast<uint64_t>(copies) * layer_bytes, n, reps},
+                           ctx, static_cast<double>(nh * (dk + dv))});
+  }
+
+  note("router");
+  {
+    const int64_t ne = o.n_expert, nd = o.n_embd, k = std::min(o.n_expert_used, o.n_expert);
+    if (ne <= 0 || nd <= 0 || k <= 0) fail("calibrate: router shape n_expert {} x n_embd {} (top {}) is empty", ne, nd, k);
+    const uint64_t mat_bytes = static_cast<uint64_t>(ne * nd) * sizeof(float);
+    const int64_t copies = std::max<int64_t>(2, static_cast<int64_t>((64ull << 20) / mat_bytes));
+    std::vector<float> w(static_cast<size_t>(copies * ne * nd));
+    fill_pattern(w, 7);
+    std::vector<float> x(static_cast<size_t>(nd)), logits(static_cast<size_t>(ne)), scratch(static_cast<size_t>(3 * ne)), wts(static_cast<size_t>(k));
+    std::vector<int32_t> ids(static_cast<size_t>(k));
+    fill_pattern(x, 9);
+    sched::RouterConfig cfg;
+    cfg.n_expert = ne;
+    cfg.n_used = k;
+    int reps = 0;
+    const int per = 64;  // calls per timed repetition
+    const double s = median_seconds(
+        [&](int r) {
+          for (int i = 0; i < per; ++i) {
+            const HostWeight hw{GgmlType::F32, reinterpret_cast<const std::byte*>(w.data() + static_cast<size_t>(((r * per + i) % copies) * ne * nd)),
+                                ne, nd, static_cast<uint64_t>(nd) * sizeof(float)};
+            exec(hw, x.data(), 1, logits.data());
+            sched::route_token(cfg, logits.data(), ids.data(), wts.data(), scratch.data());
+          }
+        },
+        budget_s, reps);
+    p.overheads.push_back({"router", s * 1e6 / per,
+                           {fmt::format("LinearExec GEMV of an F32 [{} x {}] router + route_token top-{} (softmax), copies cycled, "
+                                        "median rep of {} calls", ne, nd, k, per),
+                            static_cast<uint64_t>(copies) * mat_bytes, n, reps},
+                           0, static_cast<double>(ne * nd)});
+  }
+
+  note("rms_norm");
+  {
+    const int64_t nd = o.n_embd;
+    std::vector<float> x(static_cast<size_t>(nd * 64)), wt(static_cast<size_t>(nd)), y(static_cast<size_t>(nd));
+    fill_pattern(x, 11);
+    fill_pattern(wt, 13);
+    int reps = 0;
+    const int per = 256;
+    const double s = median_seconds(
+        [&](int) {
+          for (int i = 0; i < per; ++i) cpu::rms_norm(x.data() + static_cast<size_t>((i % 64) * nd), wt.data(), y.data(), nd, 1e-6f);
+        },
+        budget_s, reps);
+    p.overheads.push_back({"rms_norm", s * 1e6 / per,
+                           {fmt::format("cpu::rms_norm of {} values (one thread, as per token), median rep of {} calls", nd, per),
+                            static_cast<uint64_t>(nd * 64) * sizeof(float), 1, reps},
+                           0, static_cast<double>(nd)});
+  }
+}
+
 }  // namespace
 
 MachineProfile calibrate(const CalibrateOptions& o, const ProgressFn& progress) {
@@ -178,7 +314,10 @@ MachineProfile calibrate(const CalibrateOptions& o, const ProgressFn& progress) 
   const std::vector<unsigned> depths = o.quick ? std::vector<unsigned>{8, 32} : std::vector<unsigned>{4, 16, 64};
   const std::vector<std::string> types = !o.types.empty() ? o.types : std::vector<std::string>{"Q4_K", "Q6_K", "Q8_0"};
   const std::vector<int64_t> batches{1, 8, 32, 128, 512};
-  const int n_steps = static_cast<int>(counts.size() + sizes.size() * depths.size() + types.size() * batches.size() + 1);
+  int n_prefill = 0;
+  for (int64_t ctx : o.contexts) n_prefill += ctx >= 64 && ctx <= 4096;
+  const int n_steps = static_cast<int>(counts.size() + sizes.size() * depths.size() + types.size() * batches.size() + 3 +
+                                       o.contexts.size() + static_cast<size_t>(n_prefill));
   int step = 0;
   auto note = [&](const std::string& what) {
     if (progress) progress(what, ++step, n_steps);
@@ -301,6 +440,7 @@ MachineProfile calibrate(const CalibrateOptions& o, const ProgressFn& progress) 
     const double us = seconds_since(t0) * 1e6 / calls;
     p.overheads.push_back({"pool_dispatch", us, {"empty parallel_for over every worker, mean of calls", 0, n, calls}});
   }
+  measure_per_token(o, pool, exec, note, p);
   return p;
 }
 

@@ -111,6 +111,12 @@ const KernelFigure* MachineProfile::kernel(const std::string& type, int64_t toke
   return best;
 }
 
+const OverheadFigure* MachineProfile::overhead(const std::string& what) const {
+  for (const OverheadFigure& o : overheads)
+    if (o.what == what) return &o;
+  return nullptr;
+}
+
 double MachineProfile::overhead_us(const std::string& what) const {
   for (const OverheadFigure& o : overheads)
     if (o.what == what) return o.microseconds;
@@ -134,8 +140,12 @@ std::string machine_profile_to_json(const MachineProfile& p) {
     j["kernels"].push_back({{"type", k.type}, {"tokens", k.tokens}, {"gbps", k.gbps}, {"gflops", k.gflops},
                             {"how", method_json(k.how)}});
   j["overheads"] = json::array();
-  for (const OverheadFigure& o : p.overheads)
-    j["overheads"].push_back({{"what", o.what}, {"microseconds", o.microseconds}, {"how", method_json(o.how)}});
+  for (const OverheadFigure& o : p.overheads) {
+    json f = {{"what", o.what}, {"microseconds", o.microseconds}, {"how", method_json(o.how)}};
+    if (o.context > 0) f["context"] = o.context;
+    if (o.elements > 0) f["elements"] = o.elements;
+    j["overheads"].push_back(std::move(f));
+  }
   j["gpu"] = p.gpu;
   return j.dump(2) + "\n";
 }
@@ -182,8 +192,12 @@ MachineProfile machine_profile_from_json(const std::string& text, const std::str
   const json& overheads = r.array(j, "", "overheads");
   for (size_t i = 0; i < overheads.size(); ++i) {
     const std::string at = item("overheads", i);
-    p.overheads.push_back({r.str(overheads[i], at, "what"), r.num(overheads[i], at, "microseconds", false),
-                           r.method(overheads[i], at)});
+    OverheadFigure o{r.str(overheads[i], at, "what"), r.num(overheads[i], at, "microseconds", false),
+                     r.method(overheads[i], at)};
+    // Optional (profiles written before the per-token figures lack them).
+    if (overheads[i].contains("context")) o.context = r.integer(overheads[i], at, "context", true);
+    if (overheads[i].contains("elements")) o.elements = r.num(overheads[i], at, "elements", true);
+    p.overheads.push_back(std::move(o));
   }
   return p;
 }

@@ -50,11 +50,19 @@ struct KernelFigure {
   Method how;
 };
 
-/// A fixed per-event cost, microseconds (e.g. "pool_dispatch": one parallel_for of the thread pool).
+/// A fixed per-event cost, microseconds: "pool_dispatch" (one parallel_for of the thread pool), and the
+/// per-token costs of one decode token: "attention" (one layer, at `context` KV positions, for a shape of
+/// `elements` = n_head x (d_k + d_v)), "attention_prefill" (the same per query token of a 64-token prompt
+/// chunk ending at `context`), "router" (one MoE layer: the F32 [n_expert, n_embd] GEMV and the
+/// top-k, `elements` = n_expert x n_embd) and "rms_norm" (one norm of `elements` = n_embd values). The
+/// throughput model scales a figure linearly by the model's elements / the measured ones. `context` and
+/// `elements` are optional in the JSON (0: not applicable; profiles written before them read as 0).
 struct OverheadFigure {
   std::string what;
   double microseconds = 0;
   Method how;
+  int64_t context = 0;   ///< KV positions attended to ("attention"), else 0
+  double elements = 0;   ///< the measured shape's work unit (see above), else 0
 };
 
 struct MachineProfile {
@@ -79,6 +87,8 @@ struct MachineProfile {
   const KernelFigure* kernel(const std::string& type, int64_t tokens) const;
   /// The overhead named `what` in microseconds, or 0 when absent.
   double overhead_us(const std::string& what) const;
+  /// The overhead figure named `what` (the first), or nullptr.
+  const OverheadFigure* overhead(const std::string& what) const;
 };
 
 /// The profile as JSON text (schema kMachineSchema).

@@ -10,8 +10,16 @@
 //     measured batch size;
 //   - disk tier: the streamed experts' cache misses, bytes / the disk rate measured at the model's expert
 //     read size, added (a miss stalls the layer that needs it);
-//   - KV cache: every sequence reads its context's K and V once per decode token, at the DRAM rate, added;
-//   - overheads: the thread pool's dispatch cost x the parallel steps of a forward, added;
+//   - attention: with the profile's "attention" figures, every sequence's token costs per layer the
+//     figure's time at the decode context (linear between the measured context lengths, proportional
+//     below the first and above the last), scaled by the model's n_head x (d_k + d_v) / the measured one,
+//     but no less than reading its K and V at the DRAM rate; without them, the K and V reads at the DRAM
+//     rate; a prompt token's attention: the "attention_prefill" figures (a chunk's tokens at its middle
+//     position), else the decode figures, added;
+//   - router and norms: with the profile's "router" / "rms_norm" figures, per token, each MoE layer's
+//     router and each norm (2 per layer + the output norm), scaled by the model's shape, added;
+//   - overheads: the thread pool's dispatch cost x the parallel steps of a forward (per layer ~6
+//     products + the experts' 2 each, and, when not timed by their own figures, the router and 2 norms), added;
 //   - a device tier's bytes at its rate (plan computes that time), added.
 // Weight types without a kernel figure are taken at the DRAM rate (bandwidth only) and listed in notes.
 #pragma once
@@ -45,6 +53,11 @@ struct ModelWork {
   uint64_t expert_read_bytes = 0;  ///< bytes of one expert read from disk
   double kv_bytes_per_position = 0;  ///< K + V bytes of one context position, all layers
   double device_seconds_per_token = 0;  ///< device tier time of one decode token (0: none)
+  // Per-token overheads' shapes (0: unknown, not timed).
+  double attn_elements = 0;    ///< n_head x (d_k + d_v) as cpu::attention is called (MLA: compressed widths)
+  double router_elements = 0;  ///< n_expert x n_embd of one MoE layer's F32 router
+  double norm_elements = 0;    ///< n_embd (one rms_norm)
+  int64_t n_norms = 0;         ///< rms_norms per token (2 per layer + the output norm)
 };
 
 /// Shape of the prediction.
@@ -58,8 +71,10 @@ struct PredictShape {
 
 struct Prediction {
   double decode_tps = 0, prompt_tps = 0;  ///< all sequences together
-  // Seconds of one decode step by part.
-  double dram_s = 0, compute_s = 0, disk_s = 0, kv_s = 0, overhead_s = 0, device_s = 0, step_s = 0;
+  // Seconds of one decode step by part (kv_s: attention, measured or its K / V reads; router_s, norm_s:
+  // 0 without their figures).
+  double dram_s = 0, compute_s = 0, disk_s = 0, kv_s = 0, router_s = 0, norm_s = 0, overhead_s = 0, device_s = 0, step_s = 0;
+  bool attention_measured = false;  ///< kv_s comes from the profile's attention figures
   double dram_bytes = 0, disk_bytes = 0, kv_bytes = 0;  ///< per decode step
   double dram_gbps = 0, disk_gbps = 0;
   std::string binds;                 ///< what bounds decode: "DRAM bandwidth", "CPU compute", ...
@@ -70,6 +85,11 @@ struct Prediction {
 /// The non-expert and per-expert weight mix of `tensors` (tied output: token_embd read whole; NextN
 /// layers skipped), with n_expert experts per MoE layer.
 void fill_weight_mix(const std::vector<gguf::TensorInfo>& tensors, int64_t n_expert, ModelWork& w);
+
+/// Microseconds of one token's attention in one layer at `context` positions for a shape of `elements`
+/// (see ModelWork::attn_elements) from the profile's figures named `what` ("attention": a decode token;
+/// "attention_prefill": a token of a prompt chunk); -1 when it has none.
+double attention_us(const MachineProfile& m, double context, double elements, const char* what = "attention");
 
 /// Predicts decode and prompt speed. Throws Error when the profile has no DRAM figure.
 Prediction predict(const ModelWork& w, const MachineProfile& m, const PredictShape& s);

@@ -47,6 +47,8 @@ EXCEPTIONS = [
      "norms and RoPE of MLA attention (no backend seam for them yet)"),
     ("runtime/models/arch_gptoss.cpp", "cpu/ops.hpp",
      "RoPE and sink / sliding-window attention of gpt-oss (no backend seam for them yet)"),
+    ("runtime/tuning/calibrate.cpp", "cpu/ops.hpp",
+     "`moetier calibrate` times cpu::attention and cpu::rms_norm themselves (per-token overheads)"),
     ("runtime/cli/cli_bench.cpp", "cpu/onednn_matmul.hpp",
      "`moetier bench` measures the oneDNN matmul itself"),
     ("runtime/synth/synth_fill.cpp", "cpu/quant_blocks.hpp",

@@ -10,7 +10,11 @@
 #include <filesystem>
 #include <sstream>
 
+#include <map>
+#include <set>
+
 #include "runtime/gguf/gguf_model.hpp"
+#include "runtime/models/hparams.hpp"
 #include "runtime/models/size_breakdown.hpp"
 #include "runtime/tuning/machine_profile.hpp"
 #include "tests/run_util.hpp"
@@ -72,6 +76,27 @@ TEST_CASE("calibrate --quick writes a profile that reads back") {
   CHECK(q4k_1);
   CHECK(q4k_512);
   CHECK(p.overhead_us("pool_dispatch") > 0);
+  // Per-token overheads at the model's shape: attention per layer at 512 / 4096 / 32768 positions, the
+  // router (F32 [n_expert, n_embd] GEMV + top-k) and rms_norm over n_embd.
+  const auto g = gguf::GgufModel::open(c.model);
+  const models::ModelHparams hp = models::load_hparams(g.metadata(), c.model);
+  std::map<int64_t, double> attn, prefill;
+  for (const auto& o : p.overheads) {
+    CHECK((o.microseconds > 0 && !o.how.method.empty() && o.how.repetitions > 0));
+    if (o.what != "attention" && o.what != "attention_prefill") continue;
+    CHECK(o.elements == static_cast<double>(hp.n_head * (hp.head_dim_k + hp.head_dim_v)));
+    (o.what == "attention" ? attn : prefill)[o.context] = o.microseconds;
+  }
+  CHECK(prefill.size() == 2);  // a 64-token prompt chunk ending at 512 and 4096 positions
+  CHECK((prefill.count(512) && prefill.count(4096)));
+  CHECK(attn.size() == 3);
+  CHECK((attn.count(512) && attn.count(4096) && attn.count(32768)));
+  CHECK(attn[32768] > attn[512]);  // 64 x the positions
+  REQUIRE(p.overhead("router") != nullptr);
+  CHECK(p.overhead("router")->elements == static_cast<double>(hp.n_expert * hp.n_embd));
+  REQUIRE(p.overhead("rms_norm") != nullptr);
+  CHECK(p.overhead("rms_norm")->elements == static_cast<double>(hp.n_embd));
+  CHECK(c.calib.out.find("attention at 32768") != std::string::npos);
   // The temporary file of the disk measurement is gone.
   CHECK(std::filesystem::is_empty(c.disk));
 }
@@ -95,8 +120,13 @@ TEST_CASE("plan --machine predicts decode and prompt speed from the profile") {
   const auto& s = pr["step_seconds"];
   CHECK(s["total"].get<double>() == doctest::Approx(std::max(s["dram"].get<double>(), s["compute"].get<double>()) +
                                                    s["disk"].get<double>() + s["kv_cache"].get<double>() +
+                                                   s["router"].get<double>() + s["norms"].get<double>() +
                                                    s["overhead"].get<double>() + s["device"].get<double>()));
   CHECK(pr["decode_tokens_per_s"].get<double>() == doctest::Approx(1.0 / s["total"].get<double>()));
+  // The calibrated router, norms and attention are in the step.
+  CHECK(s["router"].get<double>() > 0);
+  CHECK(s["norms"].get<double>() > 0);
+  CHECK(s["kv_cache"].get<double>() > 0);
   // The default profile path is read when --machine is not given.
   const RunResult d = test::run_moetier(c.dir, {"plan", "-m", c.model, "--experts-on-nvme", "0.5", "--json"},
                                         {"XDG_CACHE_HOME=" + test::shell_quote(c.dir.file("cache"))});
@@ -147,6 +177,34 @@ TEST_CASE("plan --search ranks alternatives and writes the best") {
   CHECK(n >= 4);
   CHECK(r.out.find("best plan written to " + best) != std::string::npos);
   const RunResult again = test::run_moetier(c.dir, {"plan", "-m", c.model, "--plan", best, "--machine", c.profile, "--json"});
+  CHECK(again.status == 0);
+}
+
+TEST_CASE("plan --search with a device tries its non-expert FFNs on it and off it") {
+  const Calibrated& c = calibrated();
+  REQUIRE(c.calib.status == 0);
+  // tiny-deepseek2 has shared experts and a dense lead layer: FFNs the device can compute.
+  const std::string best = c.dir.file("best-dev.json");
+  const RunResult r = test::run_moetier(c.dir, {"plan", "--preset", "tiny-deepseek2", "--sim-device", "4MiB", "--machine",
+                                                c.profile, "--search", "-o", best});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream in(r.out);
+  std::string line;
+  std::set<std::string> on, off;
+  while (std::getline(in, line)) {
+    if (line.empty() || !std::isdigit(static_cast<unsigned char>(line[0]))) continue;  // ranked rows only
+    if (line.find("device FFNs, experts ") != std::string::npos) on.insert(line.substr(5, 36));
+    if (line.find("host FFNs, experts ") != std::string::npos) off.insert(line.substr(5, 36));
+  }
+  // Each placement's best row is listed: FFNs on the device with experts in 0..100 % of the VRAM they leave,
+  // FFNs on the host with experts in 25..100 % (0 % would be no device).
+  CHECK(on.size() == 5);
+  CHECK(off.size() == 4);
+  // The best plan written is a device plan that reads back.
+  const RunResult again = test::run_moetier(c.dir, {"plan", "--preset", "tiny-deepseek2", "--plan", best, "--sim-device",
+                                                    "4MiB", "--machine", c.profile, "--json"});
+  CAPTURE(again.err);
   CHECK(again.status == 0);
 }
 

@@ -24,7 +24,9 @@ MachineProfile sample() {
             {16 << 20, 32, 2.0, {"reader", 1 << 26, 1, 1}}};
   p.kernels = {{"Q4_K", 1, 4.0, 8.0, {"gemv", 1 << 28, 4, 2}}, {"Q4_K", 32, 3.0, 100.0, {"gemm", 1 << 28, 4, 2}},
                {"Q4_K", 512, 2.0, 300.0, {"gemm", 1 << 28, 4, 2}}};
-  p.overheads = {{"pool_dispatch", 1.5, {"empty parallel_for", 0, 4, 100}}};
+  p.overheads = {{"pool_dispatch", 1.5, {"empty parallel_for", 0, 4, 100}},
+                 {"attention", 40.0, {"attention", 1 << 22, 4, 9}, 512, 8192},
+                 {"router", 3.0, {"router", 1 << 20, 4, 9}, 0, 262144}};
   return p;
 }
 
@@ -58,6 +60,22 @@ TEST_CASE("machine profile: JSON round trip and look-ups") {
   CHECK(q.kernel("Q6_K", 1) == nullptr);
   CHECK(q.overhead_us("pool_dispatch") == 1.5);
   CHECK(q.overhead_us("nothing") == 0);
+  // The per-token figures' context and shape round-trip; pool_dispatch has neither.
+  REQUIRE(q.overhead("attention") != nullptr);
+  CHECK(q.overhead("attention")->context == 512);
+  CHECK(q.overhead("attention")->elements == 8192);
+  CHECK(q.overhead("router")->context == 0);
+  CHECK(q.overhead("pool_dispatch")->elements == 0);
+}
+
+TEST_CASE("machine profile: a profile written before the per-token figures still reads") {
+  nlohmann::json j = nlohmann::json::parse(machine_profile_to_json(sample()));
+  j["overheads"] = nlohmann::json::array({{{"what", "pool_dispatch"}, {"microseconds", 1.5},
+                                           {"how", {{"method", "m"}, {"bytes", 0}, {"threads", 4}, {"repetitions", 100}}}}});
+  const MachineProfile q = machine_profile_from_json(j.dump(), "old.json");
+  CHECK(q.overhead_us("pool_dispatch") == 1.5);
+  CHECK(q.overhead("attention") == nullptr);
+  CHECK(q.overhead_us("router") == 0);
 }
 
 TEST_CASE("machine profile: bad files are one error naming the file and the key") {
@@ -81,6 +99,8 @@ TEST_CASE("machine profile: bad files are one error naming the file and the key"
       {"no method", edited([](auto& j) { j["kernels"][0]["how"].erase("method"); }), {"'kernels[0].how.method'", "missing"}},
       {"no DRAM figure", edited([](auto& j) { j["dram"] = nlohmann::json::array(); }), {"'dram'", "at least one"}},
       {"negative threads", edited([](auto& j) { j["dram"][0]["threads"] = -2; }), {"'dram[0].threads'"}},
+      {"zero context", edited([](auto& j) { j["overheads"][1]["context"] = 0; }), {"'overheads[1].context'", "> 0"}},
+      {"string elements", edited([](auto& j) { j["overheads"][2]["elements"] = "x"; }), {"'overheads[2].elements'", "number"}},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);

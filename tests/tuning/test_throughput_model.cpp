@@ -104,3 +104,66 @@ TEST_CASE("throughput model: weight mix of a tensor list") {
   CHECK(w.expert.bytes() == doctest::Approx(73728));
   CHECK(w.expert.by_type.at("Q4_K").second == doctest::Approx(512 * 256));
 }
+
+TEST_CASE("throughput model: calibrated attention, router and norms in the decode step, worked by hand") {
+  MachineProfile m = profile(20);  // dense Q4_K: DRAM 0.1 s > compute 0.05 s
+  // Attention per layer: 1000 us at 500 positions, 3000 us at 2000, for a shape of 100 elements; the
+  // router 10 us for 50 elements; rms_norm 1 us for 10; dispatch 1 us.
+  m.overheads = {{"attention", 1000, {"t", 1, 2, 1}, 500, 100},
+                 {"attention", 3000, {"t", 1, 2, 1}, 2000, 100},
+                 {"router", 10, {"t", 1, 2, 1}, 0, 50},
+                 {"rms_norm", 1, {"t", 1, 1, 1}, 0, 10},
+                 {"pool_dispatch", 1, {"t", 0, 2, 1}}};
+  // Interpolation in the context (linear between figures, proportional outside), scaled by elements.
+  CHECK(attention_us(m, 1000, 200) == doctest::Approx(2 * (1000 + 500.0 / 1500 * 2000)));
+  CHECK(attention_us(m, 250, 100) == doctest::Approx(500));
+  CHECK(attention_us(m, 4000, 100) == doctest::Approx(6000));
+  CHECK(attention_us(profile(20), 1000, 200) == -1);  // no figures
+
+  ModelWork w = dense("Q4_K");
+  w.n_layer = 2;
+  w.n_moe_layers = 2;  // routers only (no expert weights in this work)
+  w.n_expert_used = 1;
+  w.attn_elements = 200;
+  w.router_elements = 100;
+  w.norm_elements = 30;
+  w.n_norms = 5;
+  PredictShape s;
+  s.threads = 2;
+  s.decode_context = 1000;
+  s.prompt_tokens = 64;
+  s.n_batch = 64;
+  const Prediction p = predict(w, m, s);
+  const double attn = 2 * 2 * (1000 + 500.0 / 1500 * 2000) * 1e-6;  // 2 layers, 2 x the measured shape
+  const double router = 2 * 20e-6, norms = 5 * 3e-6;
+  const double dispatch = (2 * (6 + 2 * 1) + 2) * 1e-6;  // router and norms timed: 6 + 2k per layer, + 2
+  CHECK(p.attention_measured);
+  CHECK(p.kv_s == doctest::Approx(attn));
+  CHECK(p.router_s == doctest::Approx(router));
+  CHECK(p.norm_s == doctest::Approx(norms));
+  CHECK(p.overhead_s == doctest::Approx(dispatch));
+  CHECK(p.decode_tps == doctest::Approx(1 / (0.1 + attn + router + norms + dispatch)).epsilon(1e-9));
+  CHECK(p.binds == "DRAM bandwidth");
+  // Prompt: one chunk of 64 tokens, 2.56 s of GEMM; attention at the middle position 32 (below the first
+  // figure: 1000 x 32 / 500 us, x 2 elements, x 2 layers) per token; router and norms per token.
+  const double prompt_s = 2.56 + 64 * (2 * 2 * 1000 * 32 / 500.0 * 1e-6) + 64 * (router + norms) + dispatch;
+  CHECK(p.prompt_tps == doctest::Approx(64 / prompt_s).epsilon(1e-9));
+
+  // With prefill figures (per prompt token: 100 us at 500 positions, elements 100), the prompt takes them:
+  // the middle position 32 -> 100 x 32 / 500 us, x 2 elements, x 2 layers.
+  m.overheads.push_back({"attention_prefill", 100, {"t", 1, 2, 1}, 500, 100});
+  const double prompt_pf = 2.56 + 64 * (2 * 2 * 100 * 32 / 500.0 * 1e-6) + 64 * (router + norms) + dispatch;
+  CHECK(predict(w, m, s).prompt_tps == doctest::Approx(64 / prompt_pf).epsilon(1e-9));
+  CHECK(predict(w, m, s).decode_tps == doctest::Approx(p.decode_tps).epsilon(1e-12));  // decode unchanged
+
+  // A long context: attention binds (2 layers x 2 x 3000 x 16 us = 0.192 s > 0.1 s of DRAM).
+  s.decode_context = 32000;
+  CHECK(predict(w, m, s).binds == "attention");
+  // Without the figures (an older profile), the same work keeps the old dispatch count and no router / norms.
+  m.overheads = {{"pool_dispatch", 1, {"t", 0, 2, 1}}};
+  const Prediction q = predict(w, m, s);
+  CHECK(!q.attention_measured);
+  CHECK(q.router_s == 0);
+  CHECK(q.norm_s == 0);
+  CHECK(q.overhead_s == doctest::Approx((2 * (9 + 2 * 1) + 2) * 1e-6));
+}
