@@ -4,7 +4,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -132,15 +135,33 @@ void serve(const ServeOptions& o) {
                sc.model_id.c_str(), o.host.c_str(), http.bound_port(), o.parallel, static_cast<long long>(per_slot),
                tmpl.name().c_str());
   g_server = &http;
-  std::thread waiter([&stop_signals, &engine] {
+  std::atomic<bool> served{false};
+  std::thread waiter([&stop_signals, &engine, &served] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    engine.cancel_all();  // streams and waiting answers end now instead of running to max_tokens
+    if (served) return;  // serve() returned on its own; this signal only releases the waiter
+    // Every request ends with an error event (streams: then [DONE]) before the connections close: cancel
+    // them, give the HTTP workers a moment to write that, then stop. A second signal exits at once.
+    engine.cancel_all();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < until) {
+      const auto st = engine.stats();
+      if (st.active == 0 && st.queued == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     if (g_server) g_server->stop();
+    std::thread([sigs = stop_signals] {
+      int again = 0;
+      sigwait(&sigs, &again);
+      std::fprintf(stderr, "moetier: second signal: exiting without waiting for open connections\n");
+      std::_Exit(1);
+    }).detach();
   });
   http.serve();
+  served = true;
   g_server = nullptr;
-  pthread_kill(waiter.native_handle(), SIGTERM);  // a stop that came from elsewhere releases the waiter
+  pthread_kill(waiter.native_handle(), SIGTERM);  // releases the waiter if no signal came
   waiter.join();
   std::fprintf(stderr, "moetier: server stopped\n");
 }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 #include <random>
@@ -112,15 +113,15 @@ struct HttpServer::Impl {
     for (int32_t id = 0; id < tok.n_vocab(); ++id) longest_piece = std::max(longest_piece, tok.piece(id, true).size());
   }
 
-  void generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  void generate(const std::string& body, httplib::Response& res, bool chat) {
     ChatRequest cr;
     CompletionRequest pr;
     std::string prompt;
     if (chat) {
-      cr = parse_chat_request(req.body);
+      cr = parse_chat_request(body);
       prompt = cfg.render_chat(cr.messages);
     } else {
-      pr = parse_completion_request(req.body);
+      pr = parse_completion_request(body);
       prompt = pr.prompt;
     }
     const SamplingRequest& base = chat ? static_cast<const SamplingRequest&>(cr) : pr;
@@ -176,12 +177,22 @@ struct HttpServer::Impl {
     }
   }
 
-  /// Runs a handler body, turning ApiError / Error / anything else into OpenAI's error shape.
+  /// A POST handler that reads the body itself: httplib caps a body it reads as form data (curl -d's
+  /// default Content-Type) at 8 KiB; here every Content-Type gets the --max body size.
   template <typename F>
-  httplib::Server::Handler guarded(F f) {
-    return [f](const httplib::Request& req, httplib::Response& res) {
+  httplib::Server::HandlerWithContentReader with_body(F f) {
+    return [this, f](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
       try {
-        f(req, res);
+        if (req.is_multipart_form_data()) throw ApiError(400, "the body must be JSON, not multipart form data");
+        std::string body;
+        bool over = false;
+        reader([&](const char* d, size_t n) {
+          over = over || body.size() + n > cfg.max_body_bytes;
+          if (!over) body.append(d, n);
+          return !over;
+        });
+        if (over) throw ApiError(413, fmt::format("the request body is larger than the {} bytes the server accepts", cfg.max_body_bytes));
+        f(body, res);
       } catch (const ApiError& e) {
         send_error(res, e);
       } catch (const std::exception& e) {
@@ -192,10 +203,20 @@ struct HttpServer::Impl {
 
   void routes() {
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      // A POST whose body has no length (neither Content-Length nor chunked) cannot be read: say so now
+      // instead of waiting for the read timeout.
+      if (req.method == "POST" && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+        send_error(res, ApiError(411, "the request has no Content-Length (send the JSON body with its length)"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (cfg.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
       const std::string auth = req.get_header_value("Authorization");
-      const std::string prefix = "Bearer ";
-      if (auth.rfind(prefix, 0) == 0 && same_key(auth.substr(prefix.size()), cfg.api_key))
+      // The scheme name is case-insensitive (RFC 7235); the key is not.
+      const std::string prefix = "bearer ";
+      const bool bearer = auth.size() > prefix.size() &&
+                          std::equal(prefix.begin(), prefix.end(), auth.begin(),
+                                     [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); });
+      if (bearer && same_key(auth.substr(prefix.size()), cfg.api_key))
         return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, ApiError(401, "invalid or missing API key (Authorization: Bearer KEY)", "", "invalid_request_error",
                                "invalid_api_key"));
@@ -205,6 +226,8 @@ struct HttpServer::Impl {
       if (!res.body.empty()) return;
       const std::string what = res.status == 404   ? fmt::format("no route {} {}", req.method, req.path)
                                : res.status == 413 ? std::string("the request body is larger than the server accepts")
+                               : res.status == 400 ? std::string("the request could not be read (malformed HTTP, or a body "
+                                                                 "shorter than its Content-Length)")
                                                    : fmt::format("HTTP {}", res.status);
       const int status = res.status;
       send_error(res, ApiError(status, what));
@@ -225,9 +248,9 @@ struct HttpServer::Impl {
                       "text/plain; version=0.0.4");
     });
     for (const char* path : {"/v1/chat/completions", "/chat/completions"})
-      svr.Post(path, guarded([this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); }));
+      svr.Post(path, with_body([this](const std::string& body, httplib::Response& res) { generate(body, res, true); }));
     for (const char* path : {"/v1/completions", "/completions"})
-      svr.Post(path, guarded([this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); }));
+      svr.Post(path, with_body([this](const std::string& body, httplib::Response& res) { generate(body, res, false); }));
   }
 };
 
@@ -244,7 +267,7 @@ HttpServer::HttpServer(BatchEngine& engine, const tokenizer::Tokenizer& tok, Ser
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     impl->listen_fd = fd;
   });
-  s.set_read_timeout(30, 0);
+  s.set_read_timeout(5, 0);  // a client that stops sending mid-request holds a thread (and shutdown) this long
   s.set_write_timeout(30, 0);
   impl_->routes();
 }
