@@ -65,7 +65,10 @@ void parse_sampling(const json& j, SamplingRequest& r) {
   if (field(j, "top_p")) r.sampling.top_p = static_cast<float>(number(j, "top_p", 0, 1, true));
   if (field(j, "top_k")) r.sampling.top_k = static_cast<int32_t>(integer(j, "top_k", 0, std::numeric_limits<int32_t>::max()));
   if (field(j, "min_p")) r.sampling.min_p = static_cast<float>(number(j, "min_p", 0, 1));
-  if (field(j, "seed")) r.sampling.seed = static_cast<uint64_t>(integer(j, "seed", 0, std::numeric_limits<int64_t>::max()));
+  if (field(j, "seed")) {  // -1: a random seed, as llama.cpp's clients send it
+    const int64_t seed = integer(j, "seed", -1, std::numeric_limits<int64_t>::max());
+    if (seed >= 0) r.sampling.seed = static_cast<uint64_t>(seed);
+  }
   if (field(j, "n") && integer(j, "n", 1, std::numeric_limits<int32_t>::max()) != 1)
     throw ApiError(400, "'n' must be 1: one choice per request", "n");
   if (const json* s = field(j, "stop")) {

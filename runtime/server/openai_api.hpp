@@ -52,7 +52,7 @@ struct CompletionRequest : SamplingRequest {
 
 /// Parse and validate a request body. Throws ApiError(400) for a body that is not a JSON object, a
 /// missing or wrongly typed field, a value out of range (temperature [0, 2], top_p (0, 1], top_k >= 0,
-/// min_p [0, 1], max_tokens >= 1, n == 1, seed >= 0), naming the field in `param`. Unknown fields are
+/// min_p [0, 1], max_tokens >= 1, n == 1, seed >= -1 (-1: random)), naming the field in `param`. Unknown fields are
 /// ignored, as llama-server does.
 ChatRequest parse_chat_request(const std::string& body);
 CompletionRequest parse_completion_request(const std::string& body);

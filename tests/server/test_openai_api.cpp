@@ -45,7 +45,7 @@ TEST_CASE("chat requests: every bad field is a 400 naming the field") {
       {"{" + kMsgs + R"(, "top_p": 1.5})", "top_p", "expected (0, 1]"},
       {"{" + kMsgs + R"(, "top_k": -1})", "top_k", "expected 0"},
       {"{" + kMsgs + R"(, "min_p": 2})", "min_p", "expected [0, 1]"},
-      {"{" + kMsgs + R"(, "seed": -5})", "seed", "expected 0"},
+      {"{" + kMsgs + R"(, "seed": -5})", "seed", "expected -1"},
       {"{" + kMsgs + R"(, "seed": "x"})", "seed", "integer"},
       {"{" + kMsgs + R"(, "n": 2})", "n", "must be 1"},
       {"{" + kMsgs + R"(, "stop": 5})", "stop", "string or an array"},
