@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <map>
 #include <string>
 
 #include "common/error.hpp"
@@ -117,8 +118,17 @@ void register_synth(CLI::App& app) {
     ProgressBar bar;
     writer.write(file.temp_path(), m.fill_fn(), tty ? gguf::GgufWriter::ProgressFn(std::ref(bar)) : gguf::GgufWriter::ProgressFn{});
     file.commit();
-    std::printf("%s: %s, %zu tensors, %llu bytes\n", a->out.c_str(), a->preset.c_str(), m.tensors.size(),
-                static_cast<unsigned long long>(size));
+    // Which types the tensors got: the requested one applies only where llama-quantize would put it (the
+    // 1-3-bit IQ types on routed experts only; rows not a multiple of the block fall back).
+    std::map<std::string, int> types;
+    for (const auto& t : m.tensors) ++types[std::string(ggml_type_name(t.type))];
+    std::string hist;
+    for (const auto& [name, n] : types) hist += fmt::format("{}{} x{}", hist.empty() ? "" : ", ", name, n);
+    std::printf("%s: %s, %zu tensors, %llu bytes (%s)\n", a->out.c_str(), a->preset.c_str(), m.tensors.size(),
+                static_cast<unsigned long long>(size), hist.c_str());
+    if (!types.count(std::string(ggml_type_name(m.type))))
+      std::printf("note: no tensor of %s takes %s (its shapes fall back as llama-quantize's do); the file tests the "
+                  "types above\n", a->preset.c_str(), std::string(ggml_type_name(m.type)).c_str());
   });
 }
 
