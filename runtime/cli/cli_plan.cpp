@@ -158,7 +158,11 @@ void plan(PlanArgs& a) {
   const auto tok = tokenizer::Tokenizer::from_gguf(g);  // held as `run` holds it: measured below
   const uint64_t metadata_bytes = std::max(tiered::current_rss_bytes(), rss_before_model) - rss_before_model;
   const auto& hp = model->hparams();
-  const int64_t n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, hp.n_ctx_train);
+  // -c is the context of all sequences together, split evenly over --parallel of them as `serve -np`
+  // splits it over its slots.
+  const int64_t ctx_total = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, hp.n_ctx_train);
+  const int64_t n_ctx = ctx_total / a.parallel;
+  if (n_ctx < 1) fail("-c {} is less than one position per sequence (--parallel {})", ctx_total, a.parallel);
   std::string machine_source;
   const tuning::MachineProfile m = machine_for(a, threads, machine_source);
   std::unique_ptr<offload::RoutingTrace> trace;
@@ -213,7 +217,7 @@ void plan(PlanArgs& a) {
   }
   // The host keeps every non-expert weight and the KV cache (attention runs on the CPU).
   rows.push_back({"dram", "non-expert weights", mem.non_expert});
-  rows.push_back({"dram", a.parallel > 1 ? fmt::format("KV cache (n_ctx {} x {} sequences)", n_ctx, a.parallel)
+  rows.push_back({"dram", a.parallel > 1 ? fmt::format("KV cache ({} sequences x n_ctx {}, -c split as serve -np)", a.parallel, n_ctx)
                                          : fmt::format("KV cache (n_ctx {})", n_ctx),
                   mem.kv_cache});
   rows.push_back({"dram", fmt::format("experts ({})", mem.n_resident_experts), mem.resident_experts});
@@ -343,8 +347,9 @@ void register_plan(CLI::App& app) {
       ->check(non_empty());
   sub->add_option("-t,--threads", a->threads, "Threads of the run predicted (0: the default worker count)")
       ->check(in_range(0, 4096, "0: the default worker count"));
-  sub->add_option("--parallel", a->parallel, "Sequences decoding together (KV cache for each; one expert read per step)")
-      ->check(in_range(1, 4096));
+  sub->add_option("--parallel", a->parallel,
+                  "Sequences decoding together, as serve -np: -c is split over them; one expert read per step")
+      ->check(in_range(1, 256));
   sub->add_option("-p,--n-prompt", a->prompt, "Prompt tokens of the prompt-speed prediction")->check(in_range(1, 1 << 24));
   sub->add_option("-n,--n-gen", a->n_gen, "Generated tokens (the decode context is the prompt plus half of them)")
       ->check(in_range(0, 1 << 24));
