@@ -81,8 +81,8 @@ TurnStats ChatSession::turn(const std::string& user_text, const GenerateParams& 
   }
   auto& cache = session_.cache();
   if (static_cast<int64_t>(keep + prefill.size()) > cache.n_ctx)
-    fail("chat: the conversation needs {} tokens with this turn, the context holds {} (raise -c)",
-         keep + prefill.size(), cache.n_ctx);
+    throw TurnTooLong(fmt::format("chat: the conversation needs {} tokens with this turn, the context holds {} (raise -c)",
+                                  keep + prefill.size(), cache.n_ctx));
 
   TurnStats ts;
   ts.n_reused = static_cast<int32_t>(keep);

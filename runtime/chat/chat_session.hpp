@@ -6,6 +6,8 @@
 // rendering is tokenised, the cache is cut back to the longest common token prefix and the rest prefilled.
 #pragma once
 
+#include "common/error.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -24,6 +26,13 @@ struct TurnStats {
   std::vector<int32_t> prefill;  // the tokens prefilled
   GenerateStats gen;        // the generation (gen.n_prompt == n_prefill; gen.tokens: the answer's ids)
   std::string answer;       // the answer's text as it goes into the history (special tokens as text)
+};
+
+/// Thrown by ChatSession::turn when the conversation with the new message would not fit in the context;
+/// nothing has changed (the cache and the history are as before the call), so the chat can go on.
+class TurnTooLong : public Error {
+ public:
+  using Error::Error;
 };
 
 class ChatSession {

@@ -187,12 +187,19 @@ void run_chat(const RunOptions& o, const ChatOptions& c) {
       if (tty) emit("\n");
       break;
     }
-    if (line == "/exit") break;
-    if (line.empty()) continue;
+    const size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos) continue;  // an empty or blank line sends nothing
+    if (line.substr(b, e - b + 1) == "/exit") break;
     g_interrupt.store(false);
-    const chat::TurnStats ts = chat.turn(line, gp, [&](const std::string& piece) {
-      if (!o.json) emit(piece);
-    });
+    chat::TurnStats ts;
+    try {
+      ts = chat.turn(line, gp, [&](const std::string& piece) {
+        if (!o.json) emit(piece);
+      });
+    } catch (const chat::TurnTooLong& err) {  // this message is refused; the conversation goes on
+      std::fprintf(stderr, "moetier: %s; the message was not sent\n", err.what());
+      continue;
+    }
     seen = g_sigints.load();
     if (o.json) {
       nlohmann::json j;

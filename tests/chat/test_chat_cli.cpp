@@ -179,6 +179,23 @@ TEST_CASE("moetier chat with a template that rewrites earlier answers cuts the c
   CHECK(ids(turns[1]["prefill_ids"]) == std::vector<int32_t>(all.begin() + static_cast<long>(reused), all.end()));
 }
 
+TEST_CASE("moetier chat: blank lines send nothing, a message too long for the context is refused and the chat goes on" *
+          doctest::skip(moetier::test::no_shared())) {
+  TempDir dir;
+  const std::string huge(4000, 'x');
+  const RunResult r = run_with_input(dir, chat_args({}), "   \n\t\n" + kUser1 + "\n" + huge + "\n" + kUser2 + "\n  /exit  \nnever sent\n");
+  CAPTURE(r.err);
+  CHECK(r.status == 0);
+  const auto turns = json_lines(r.out);
+  REQUIRE(turns.size() == 2);  // the blank lines, the refused message and the line after /exit sent nothing
+  CHECK(turns[0]["turn"] == 1);
+  CHECK(turns[1]["turn"] == 2);
+  CHECK(r.err.find("the message was not sent") != std::string::npos);
+  // The refused message changed nothing: turn 2 builds on turn 1's cache with nothing discarded.
+  CHECK(turns[1]["discarded_tokens"] == 0);
+  CHECK(turns[1]["reused_tokens"].get<int>() > 0);
+}
+
 TEST_CASE("moetier chat: a bad --chat-template is one error line, before the model is opened") {
   TempDir dir;
   const RunResult r = run_with_input(dir, {"chat", "-m", dir.file("absent.gguf"), "--chat-template", "vicuna"}, "hi\n");
