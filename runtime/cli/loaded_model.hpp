@@ -38,14 +38,16 @@ class LoadedModel {
   LoadedModel(const LoadedModel&) = delete;
   LoadedModel& operator=(const LoadedModel&) = delete;
 
+  // Set while `g` is initialised (open_model), so it is declared, and initialised, before it.
+ private:
+  uint64_t rss_before_ = 0;
+
+ public:
   std::optional<chat::ChatTemplate> tmpl;  // with LoadOptions::chat
   gguf::GgufModel g;
   std::unique_ptr<models::Model> model;
   tokenizer::Tokenizer tok;
   uint64_t metadata_bytes = 0;  // resident bytes of the metadata, tokenizer and header pages
-
- private:
-  uint64_t rss_before_ = 0;
 };
 
 /// GenerateParams of `run`'s options (-n, --temp, --top-k, --top-p, --min-p, --repeat-penalty,

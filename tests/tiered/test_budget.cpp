@@ -68,6 +68,16 @@ uint64_t asked_budget(const TempDir& dir, int64_t n_ctx) {
                            "fixed overhead"})
     CHECK(r.err.find(part) != std::string::npos);
   CHECK(r.err.find(fmt::format("KV cache for {} positions", n_ctx)) != std::string::npos);
+  // What opening the model and its tokenizer took, measured from RSS: a few MiB for these tiny files
+  // (a regression once counted the whole process, ~15 MiB, and failed the demo's budget).
+  {
+    const std::string mk = "metadata and tokenizer ";
+    const size_t m = r.err.find(mk);
+    REQUIRE(m != std::string::npos);
+    const double v = std::stod(r.err.substr(m + mk.size()));
+    const std::string unit = r.err.substr(r.err.find(' ', m + mk.size()) + 1, 3);
+    CHECK((unit == "KiB" || (unit == "MiB" && v < 4.0) || unit == "B (" || unit.starts_with("B")));
+  }
   const std::string key = "give --ram-budget ";
   const size_t at = r.err.find(key);
   REQUIRE(at != std::string::npos);
