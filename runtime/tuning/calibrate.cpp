@@ -208,7 +208,8 @@ void measure_per_token(const CalibrateOptions& o, sched::ThreadPool& pool, sched
   for (int64_t ctx : o.contexts) runs.push_back({ctx, 1});
   for (int64_t ctx : o.contexts)
     if (ctx >= kPrefillTokens && ctx <= 4096) runs.push_back({ctx, kPrefillTokens});
-  for (const auto& [ctx, nt] : runs) {
+  for (const auto& run : runs) {
+    const int64_t ctx = run.first, nt = run.second;  // plain locals: clang 14's lambdas cannot capture bindings
     note(fmt::format("attention at {} positions, {} query token(s)", ctx, nt));
     const int64_t row = nkv * (dk + dv);  // K then V of one position
     const uint64_t layer_bytes = static_cast<uint64_t>(ctx * row) * sizeof(float);
