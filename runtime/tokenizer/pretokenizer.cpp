@@ -118,6 +118,18 @@ size_t contraction_length(const PieceCursor& p, size_t pos, bool fold_case) {
   return 0;
 }
 
+// \p{N}{1,3}, repeated: the run of digits at `pos` as pieces of at most three (llama3 and kimi-k2 splitters).
+void split_digit_groups(PieceCursor& p, size_t& pos) {
+  size_t group_start = pos;
+  while (p.flags(pos).is_number()) {
+    if (++pos - group_start >= 3) {
+      p.emit(pos);
+      group_start = pos;
+    }
+  }
+  p.emit(pos);
+}
+
 // Shared tail of both splitters: whitespace runs. Returns true when it consumed something.
 bool split_whitespace(PieceCursor& p, size_t& pos, bool newline_rule) {
   size_t n_ws = 0, last_rn_end = 0;
@@ -231,14 +243,7 @@ std::vector<size_t> split_custom_llama3(std::span<const uint32_t> cpts, std::spa
         continue;
       }
       if (f.is_number()) {  // \p{N}{1,3}
-        size_t group_start = pos;
-        while (p.flags(pos).is_number()) {
-          if (++pos - group_start >= 3) {
-            p.emit(pos);
-            group_start = pos;
-          }
-        }
-        p.emit(pos);
+        split_digit_groups(p, pos);
         continue;
       }
       //  ?[^\s\p{L}\p{N}]+[\r\n]*   (llama.cpp tests the flags of the first codepoint here)
@@ -289,14 +294,7 @@ std::vector<size_t> split_custom_kimi_k2(std::span<const uint32_t> cpts, std::sp
         continue;
       }
       if (f.is_number()) {  // \p{N}{1,3}
-        size_t group_start = pos;
-        while (p.flags(pos).is_number()) {
-          if (++pos - group_start >= 3) {
-            p.emit(pos);
-            group_start = pos;
-          }
-        }
-        p.emit(pos);
+        split_digit_groups(p, pos);
         continue;
       }
       //  ?[^\s\p{L}\p{N}]+[\r\n]*
